@@ -6,6 +6,7 @@ with the behaviour policy seeded the same way, so a dataset is reproducible what
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -74,7 +75,8 @@ def collect_chunk(task_name: str, episode_ids: list[int], seed: int, behaviour_p
              "unit_return": [sum(task.unit_rewards(ep.rewards, ep.terminated)) for ep in episodes],
              "success": [task.success(ep.rewards, ep.terminated) for ep in episodes],
              "length": [len(ep.actions) for ep in episodes],
-             "terminated": [ep.terminated for ep in episodes], "truncated": [ep.truncated for ep in episodes]}
+             "terminated": [ep.terminated for ep in episodes], "truncated": [ep.truncated for ep in episodes],
+             "task_type": [str(ep.infos[0].get("task_type") or "") if ep.infos else "" for ep in episodes]}
     return episodes_to_table(episodes), stats
 
 
@@ -91,7 +93,7 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
     workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     shards = max(1, min(num_episodes, shards or 4 * workers))
     bounds = np.linspace(0, num_episodes, shards + 1).astype(int)
-    chunks = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    chunks = [list(range(a, b)) for a, b in itertools.pairwise(bounds) if b > a]
     started = time.perf_counter()
     tables: list = []
 
@@ -141,9 +143,10 @@ class _PartNames(ray.data.datasource.FilenameProvider):
 
 
 def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int, shards: int) -> dict[str, Any]:
-    """dataset.json: what was collected, how, and its return statistics (raw and unit)."""
+    """dataset.json: what was collected, how, and its return statistics (raw and unit); where the env's
+    `info` names a `task_type` (ALFWorld), also episodes and success rate per task type."""
     num_episodes, num_steps = len(stats["return"]), int(sum(stats["length"]))
-    return {
+    metadata = {
         "schema_version": SCHEMA_VERSION,
         "columns": STEP_SCHEMA.names,
         "task": task.name,
@@ -163,6 +166,22 @@ def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int,
         "success_rate": float(np.mean(stats["success"])) if num_episodes else math.nan,
         "episode_length": _stats(stats["length"]),
     }
+    metadata.update(_by_task_type(stats.get("task_type", []), stats["success"]))
+    return metadata
+
+
+def _by_task_type(task_types: list[str], successes: list[bool]) -> dict[str, dict]:
+    """{"episodes_by_task_type", "success_rate_by_task_type"} over the episodes that name a task type;
+    {} when none does."""
+    by_type: dict[str, list[bool]] = {}
+    for task_type, success in zip(task_types, successes):
+        if task_type:
+            by_type.setdefault(task_type, []).append(bool(success))
+    if not by_type:
+        return {}
+    types = sorted(by_type)
+    return {"episodes_by_task_type": {t: len(by_type[t]) for t in types},
+            "success_rate_by_task_type": {t: float(np.mean(by_type[t])) for t in types}}
 
 
 def _qualified_name(factory) -> str:

@@ -227,3 +227,21 @@ def test_generate_one_game_per_type_and_the_expert_solves_each(tmp_path: Path):
         assert episode.terminated and episode.rewards[-1] == 1.0
         seen_types.add(episode.task_type)
     assert seen_types == set(TASK_TYPES)
+
+
+def test_collection_records_success_per_task_type(tmp_path, ray_local):
+    from pipeline.collect import _by_task_type, collect
+    from pipeline.data import load_episodes, read_metadata
+
+    out = str(tmp_path / "data")
+    collect("alfworld", 12, out, workers=2, progress=False)
+    meta, episodes = read_metadata(out), load_episodes(out)
+    by_type: dict[str, list[bool]] = {}
+    for ep in episodes:
+        by_type.setdefault(ep.infos[0]["task_type"], []).append(success(ep.rewards, ep.terminated))
+    assert meta["episodes_by_task_type"] == {t: len(v) for t, v in sorted(by_type.items())}
+    assert meta["success_rate_by_task_type"] == {t: pytest.approx(sum(v) / len(v)) for t, v in sorted(by_type.items())}
+    assert set(meta["success_rate_by_task_type"]) <= set(TASK_TYPES) and len(by_type) > 1
+    assert sum(meta["episodes_by_task_type"].values()) == meta["num_episodes"] == 12
+    assert 0 < meta["success_rate"] < 1   # a mix, so the per-type rates are not trivially all 0 or all 1
+    assert _by_task_type(["", ""], [True, False]) == {}   # tasks without task types get no such keys
