@@ -76,11 +76,11 @@ def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
     fig.savefig(os.path.join(folder, "returns.png"), dpi=110)
     plt.close(fig)
 
-    by_type = _by_task_type(runs)
+    by_type = _by_task_type(runs, (dataset or {}).get("success_rate_by_task_type", {}))
     md = [f"# {task}: evaluation on held-out instances", "", table, ""]
     if dataset:
-        md += [f"Dataset: {dataset['num_episodes']} episodes, mean return {dataset['return']['mean']:.2f}, "
-               f"success {100 * dataset['success_rate']:.1f}%.", ""]
+        md += [(f"Dataset: {dataset['num_episodes']} episodes, mean return {dataset['return']['mean']:.2f}, "
+               f"success {100 * dataset['success_rate']:.1f}%."), ""]
     if by_type:
         md += ["## Success rate by task type", "", by_type, ""]
     md += ["![returns](returns.png)", ""]
@@ -100,13 +100,15 @@ def _bins(lo: float, hi: float) -> list[float]:
     return list(__import__("numpy").linspace(lo, hi + 1e-9, 21))
 
 
-def _by_task_type(runs: dict[str, list[dict[str, Any]]]) -> str:
+def _by_task_type(runs: dict[str, list[dict[str, Any]]], dataset_rates: dict[str, float]) -> str:
+    """Success per task type of each policy, after the dataset's (collection) rate where dataset.json has one."""
     types = sorted({r["task_type"] for records in runs.values() for r in records if r.get("task_type")})
     if not types:
         return ""
-    lines = ["| task type | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
+    first = ["dataset"] if dataset_rates else []
+    lines = ["| task type | " + " | ".join(first + list(runs)) + " |", "|---|" + "---:|" * (len(first) + len(runs))]
     for t in types:
-        cells = []
+        cells = [f"{100 * dataset_rates[t]:.0f}%" if t in dataset_rates else "-"] if first else []
         for records in runs.values():
             sel = [r["success"] for r in records if r["task_type"] == t]
             cells.append(f"{100 * sum(sel) / len(sel):.0f}% ({len(sel)})" if sel else "-")
