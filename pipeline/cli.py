@@ -29,28 +29,35 @@ def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def pipeline_main(task: str, argv: list[str] | None = None) -> dict:
-    """`jobs/qsft_<task>.py`: the whole staged pipeline of one task."""
+def pipeline_main(family: str, argv: list[str] | None = None, tasks: tuple[str, ...] = ()) -> dict:
+    """`jobs/qsft_<family>.py`: the whole staged pipeline of one task, or of each of `tasks` in turn
+    (then `--task` picks some, outputs go to `<out>/<task>`, and the result is keyed by task)."""
     from pipeline.presets import PRESET_NAMES
     from pipeline.run import STAGES, run_pipeline, stage_configs
     from pipeline.runtime import init_ray
 
-    parser = argparse.ArgumentParser(description=f"Q-SFT on {task}: collect -> BC -> Q-SFT -> evaluate -> report")
-    parser.add_argument("--out", default=os.path.join("runs", task), help="output folder (stages hand off here)")
+    parser = argparse.ArgumentParser(description=f"Q-SFT on {family}: collect -> BC -> Q-SFT -> evaluate -> report")
+    parser.add_argument("--out", default=os.path.join("runs", family), help="output folder (stages hand off here)")
+    if tasks:
+        parser.add_argument("--task", action="append", choices=tasks, help=f"default: all of {', '.join(tasks)}")
     parser.add_argument("--preset", default="tiny", choices=PRESET_NAMES)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                         help="override a config field, e.g. qsft.lr=1e-4, eval.beta=8, collect.episodes=2000")
     parser.add_argument("--force", action="append", default=[], choices=STAGES, help="redo a stage")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run")
     args = parser.parse_args(argv)
+    chosen = tuple(args.task or tasks) if tasks else (family,)
     try:
         overrides = _parse_sets(args.set)
-        stage_configs(task, args.preset, overrides)  # fail on a bad field before anything starts
+        for task in chosen:
+            stage_configs(task, args.preset, overrides)  # fail on a bad field before anything starts
     except ConfigError as err:
         parser.exit(2, f"error: {err}\n")
     init_ray()
-    return run_pipeline(task, args.out, args.preset, overrides, force=tuple(args.force),
-                        stages=tuple(s for s in args.stages.split(",") if s))
+    results = {task: run_pipeline(task, os.path.join(args.out, task) if tasks else args.out, args.preset, overrides,
+                                  force=tuple(args.force), stages=tuple(s for s in args.stages.split(",") if s))
+               for task in chosen}
+    return results if tasks else results[family]
 
 
 def collect_main(argv: list[str] | None = None) -> dict:

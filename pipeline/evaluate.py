@@ -19,8 +19,9 @@ import numpy as np
 import ray
 
 import envs
+from pipeline.collect import action_text, observation_parts
 from pipeline.config import EvalConfig
-from pipeline.policy import LMPolicy, PolicySpec
+from pipeline.policy import LMPolicy, PolicySpec, Segment
 
 # Fault injection: with this set to a file path that does not exist, the first actor to get work creates the
 # file and dies, so retry handling can be rehearsed (tests do).
@@ -38,8 +39,8 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int)
         env = gymnasium.make(task.env_id, **task.env_kwargs)
         observation, info = env.reset(seed=eval_seed(seed, index), options={"split": "eval", "index": index})
         generator = torch_generator(eval_seed(seed, index))
-        games.append({"env": env, "index": index, "info": info, "segments": [policy.codec.observation_ids(observation)],
-                      "transcript": [{"observation": observation}], "rewards": [], "done": False,
+        games.append({"env": env, "index": index, "info": info, "segments": [policy.segment(observation)],
+                      "transcript": [{"observation": observation_parts(observation)[0]}], "rewards": [], "done": False,
                       "terminated": False, "generator": generator})
     while True:
         active = [g for g in games if not g["done"]]
@@ -50,9 +51,9 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int)
         for game, action in zip(active, actions):
             observation, reward, terminated, truncated, game["info"] = game["env"].step(action)
             game["rewards"].append(float(reward))
-            game["transcript"][-1].update(action=action, reward=float(reward))
-            game["transcript"].append({"observation": observation})
-            game["segments"].append(policy.codec.action_ids(action) + policy.codec.observation_ids(observation))
+            game["transcript"][-1].update(action=action_text(action), reward=float(reward))
+            game["transcript"].append({"observation": observation_parts(observation)[0]})
+            game["segments"].append(policy.segment(observation, action))
             game["done"], game["terminated"] = bool(terminated or truncated), bool(terminated)
     records = []
     for game in games:
@@ -70,7 +71,7 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int)
     return records
 
 
-def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[list[int]], games: list[dict]) -> list[str]:
+def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], games: list[dict]) -> list[Any]:
     """Generate each action, or, where the task lists admissible actions, take the best-ranked one.
 
     A winning candidate that is a template such as "search[...]" is then written by the policy itself.
@@ -106,7 +107,7 @@ class EvalWorker:
 
         torch.set_num_threads(threads)
         self.task = envs.get_task(task_name)
-        self.policy = LMPolicy(spec)
+        self.policy = LMPolicy(spec, self.task)
 
     def play(self, indices: list[int], seed: int) -> list[dict[str, Any]]:
         marker = os.environ.get(CRASH_ONCE_ENV)
@@ -175,6 +176,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, float]:
         "episodes": n,
         "raw_return": float(raw.mean()), "raw_return_ci": float(z * raw.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
         "score": float(score.mean()), "score_ci": float(z * score.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
-        "success_rate": float(p), "success_ci_low": float(centre - half), "success_ci_high": float(centre + half),
+        "success_rate": float(p), "success_ci_low": max(0.0, float(centre - half)),
+        "success_ci_high": min(1.0, float(centre + half)),
         "steps": float(np.mean([r["steps"] for r in records])),
     }

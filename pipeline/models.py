@@ -2,7 +2,8 @@
 
 A model is any `AutoModelForCausalLM`, loaded from a local path or hub id, or, by default, a GPT-2-shaped
 model initialised from scratch with a seed (so BC and Q-SFT start from identical weights), with a
-byte-level BPE tokenizer trained on the task's own text. A checkpoint folder holds the model, the
+byte-level BPE tokenizer trained on the task's own text. Pixel tasks get `PixelGPT` (pipeline.pixel_model)
+and a word-level tokenizer over `<|obs|>` and the action bins. A checkpoint folder holds the model, the
 tokenizer, `stage.json` (config and metrics of the stage that wrote it) and, for resuming, `trainer_state.pt`.
 """
 
@@ -10,13 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
 
+from pipeline import pixel_model  # importing it registers PixelGPT with the Auto classes
 from pipeline.config import ModelConfig
-from pipeline.tokenize import EOT, PAD
+from pipeline.tokenize import EOT, OBS, PAD
 
 STAGE_FILE = "stage.json"
 TRAINER_STATE_FILE = "trainer_state.pt"
@@ -46,8 +49,24 @@ def build_tokenizer(cfg: ModelConfig, texts: Iterable[str], extra_tokens: Iterab
                                    additional_special_tokens=[EOT])
 
 
-def load_initial_model(cfg: ModelConfig, tokenizer, seed: int):
-    """The 'pretrained' starting point shared by BC and Q-SFT: hub/local weights, or a seeded scratch init."""
+def build_action_tokenizer(action_tokenizer):
+    """A word-level tokenizer for pixel tasks: <|pad|>, <|eot|>, <|obs|>, then the bin words in bin order."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = [PAD, EOT, OBS, *action_tokenizer.vocabulary()]
+    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=PAD))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=word_level, pad_token=PAD, eos_token=EOT,
+                                   additional_special_tokens=[EOT, OBS])
+
+
+def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space=None):
+    """The 'pretrained' starting point shared by BC and Q-SFT: hub/local weights, or a seeded scratch init.
+
+    With a pixel task's `observation_space` (a Dict with "image" and "proprio"), the scratch model is a
+    `PixelGPT` sized to it.
+    """
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -56,12 +75,16 @@ def load_initial_model(cfg: ModelConfig, tokenizer, seed: int):
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
     else:
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=cfg.max_length, n_embd=cfg.n_embd,
-                            n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout,
-                            embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-                            bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
-        model = GPT2LMHeadModel(config)
+        shape = {"vocab_size": len(tokenizer), "n_positions": cfg.max_length, "n_embd": cfg.n_embd,
+                 "n_layer": cfg.n_layer, "n_head": cfg.n_head, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
+                 "attn_pdrop": cfg.dropout, "bos_token_id": tokenizer.eos_token_id,
+                 "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+        if observation_space is None:
+            model = GPT2LMHeadModel(GPT2Config(**shape))
+        else:
+            model = pixel_model.PixelGPT(pixel_model.PixelGPTConfig(
+                image_size=observation_space["image"].shape[0], proprio_dim=observation_space["proprio"].shape[0],
+                observation_token_id=tokenizer.convert_tokens_to_ids(OBS), **shape))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
@@ -90,8 +113,10 @@ class TokenLogits(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
-                positions: torch.Tensor) -> torch.Tensor:
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+                positions: torch.Tensor, **observations: torch.Tensor) -> torch.Tensor:
+        """`observations`: a pixel model's packed `images` and `proprio` (see pipeline.pixel_model)."""
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                       **observations).last_hidden_state
         return self.model.get_output_embeddings()(hidden[rows, positions])
 
 

@@ -4,21 +4,24 @@
     Q-SFT:  pi(a|s) ∝ pi_beta(a|s) * exp(beta * p_theta(a|s))     (pipeline.extraction)
 
 Both act token by token in the turn format of `pipeline.tokenize`: the context is the episode so far,
-each turn is prefilled once and then decoded with the models' KV caches until <|eot|>. Several
-environments are served in one batch (left-padded). Tasks with admissible actions can instead rank the
-candidates by their summed token log-probability under the policy.
+each turn is prefilled once and then decoded with the models' KV caches until <|eot|> (text) or for the
+action's fixed number of bin tokens, restricted to bin tokens (pixel tasks, whose contexts also carry
+their observations for the <|obs|> tokens). Several environments are served in one batch (left-padded).
+Tasks with admissible actions can instead rank the candidates by their summed token log-probability.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pipeline.extraction import extracted_log_probs
 from pipeline.models import load_model, load_tokenizer
-from pipeline.tokenize import TurnCodec
+from pipeline.tokenize import ActionCodec, TurnCodec, make_codec
 
 
 @dataclass(frozen=True)
@@ -37,54 +40,94 @@ class PolicySpec:
         return "bc" if self.q is None else f"qsft(beta={self.beta:g}{', ratio' if self.ratio_form else ''})"
 
 
+class Segment(NamedTuple):
+    """Token ids of part of an episode, with the live observations of its <|obs|> tokens (pixel tasks)."""
+
+    ids: list[int]
+    observations: tuple = ()
+
+
 class LMPolicy:
-    def __init__(self, spec: PolicySpec, device: str = "cpu"):
+    """`task`: the task record, which picks the turn format (text, or pixels and action bins)."""
+
+    def __init__(self, spec: PolicySpec, task: Any = None, device: str = "cpu"):
         self.spec = spec
         self.device = torch.device(device)
-        self.codec = TurnCodec(load_tokenizer(spec.behaviour))
+        tokenizer = load_tokenizer(spec.behaviour)
+        self.codec: TurnCodec | ActionCodec = make_codec(tokenizer, task) if task else TurnCodec(tokenizer)
         self.behaviour = load_model(spec.behaviour, self.device)
         self.q = load_model(spec.q, self.device) if spec.q else None
-        self.pad_id = self.codec.tokenizer.pad_token_id
-        self.max_context = self.behaviour.config.max_position_embeddings - spec.max_action_tokens
+        self.pad_id = tokenizer.pad_token_id
+        self.action_length = self.codec.action_length or spec.max_action_tokens
+        self.max_context = self.behaviour.config.max_position_embeddings - self.action_length
+        self.disallowed = None  # tokens that can never be part of an action
+        if self.codec.action_token_ids is not None:
+            self.disallowed = torch.ones(len(tokenizer), dtype=torch.bool, device=self.device)
+            self.disallowed[list(self.codec.action_token_ids)] = False
 
-    def context(self, segments: list[list[int]]) -> list[int]:
-        """The episode's token segments as one context: the task prompt plus as many recent turns as fit."""
-        head, tail = segments[0][: self.max_context], []
+    def segment(self, observation: Any, action: Any = None) -> Segment:
+        """The segment an environment step adds: the action taken (if any), then the new observation."""
+        ids = ([] if action is None else self.codec.action_ids(action)) + self.codec.observation_ids(observation)
+        return Segment(ids, (observation,) if isinstance(self.codec, ActionCodec) else ())
+
+    def context(self, segments: list[Segment]) -> Segment:
+        """The episode's segments as one context: the task prompt plus as many recent turns as fit."""
+        head, tail = segments[0], []
+        if len(head.ids) > self.max_context:
+            if head.observations:
+                raise ValueError(f"a first observation of {len(head.ids)} tokens exceeds the context")
+            head = Segment(head.ids[: self.max_context])
+        used = len(head.ids)
         for segment in reversed(segments[1:]):
-            if len(head) + len(tail) + len(segment) > self.max_context:
+            if used + len(segment.ids) > self.max_context:
                 break
-            tail = segment + tail
-        return head + tail
+            tail.insert(0, segment)
+            used += len(segment.ids)
+        kept = [head, *tail]
+        return Segment([i for s in kept for i in s.ids], tuple(o for s in kept for o in s.observations))
 
     # --------------------------------------------------------------------------------- distribution
     def _log_probs(self, behaviour_logits: torch.Tensor, q_logits: torch.Tensor | None) -> torch.Tensor:
+        if self.disallowed is not None:
+            behaviour_logits = behaviour_logits.masked_fill(self.disallowed, -torch.inf)
         if q_logits is None:
             return F.log_softmax(behaviour_logits.float(), dim=-1)
         return extracted_log_probs(behaviour_logits, q_logits, self.spec.beta, self.spec.ratio_form)
 
-    def _forward(self, ids, attention, positions, caches=(None, None)):
+    def _forward(self, ids, attention, positions, caches=(None, None), observations=None):
         outs = [None if model is None else model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                                                 past_key_values=cache, use_cache=True)
+                                                 past_key_values=cache, use_cache=True, **(observations or {}))
                 for model, cache in zip((self.behaviour, self.q), caches)]
         logits = [None if o is None else o.logits[:, -1] for o in outs]
         return self._log_probs(*logits), tuple(None if o is None else o.past_key_values for o in outs)
 
+    def _observation_inputs(self, contexts: list[Segment]) -> dict[str, torch.Tensor] | None:
+        """A pixel model's packed images and proprioception, in the row-major order of the <|obs|> tokens."""
+        observations = [o for context in contexts for o in context.observations]
+        if not observations:
+            return None
+        images = np.stack([np.asarray(o["image"], dtype=np.uint8) for o in observations])
+        proprio = np.stack([ActionCodec.proprio(o) for o in observations])
+        return {"images": torch.from_numpy(images).to(self.device),
+                "proprio": torch.from_numpy(proprio).to(self.device)}
+
     # ------------------------------------------------------------------------------------- decoding
     @torch.no_grad()
-    def generate(self, contexts: list[list[int]], generators: list[torch.Generator] | None = None) -> list[str]:
-        """One agent turn for each context (token ids of the episode so far): greedy or sampled."""
-        ids, attention = self._left_pad(contexts)
+    def generate(self, contexts: list[Segment], generators: list[torch.Generator] | None = None) -> list[Any]:
+        """One agent turn for each context (the episode so far): greedy or sampled; the env's action."""
+        ids, attention = self._left_pad([c.ids for c in contexts])
         positions = (attention.cumsum(-1) - 1).clamp_min(0)
-        log_probs, caches = self._forward(ids, attention, positions)
+        log_probs, caches = self._forward(ids, attention, positions, observations=self._observation_inputs(contexts))
         eot = self.codec.eot_id
-        out = torch.full((len(contexts), self.spec.max_action_tokens), eot, dtype=torch.long)
+        out = torch.full((len(contexts), self.action_length), self.pad_id if eot is None else eot, dtype=torch.long)
         done = torch.zeros(len(contexts), dtype=torch.bool)
-        for t in range(self.spec.max_action_tokens):
+        for t in range(self.action_length):
             token = self._choose(log_probs, generators)
-            token[done] = eot
+            if eot is not None:
+                token[done] = eot
+                done |= token.cpu() == eot
             out[:, t] = token.cpu()
-            done |= token.cpu() == eot
-            if bool(done.all()):
+            if t == self.action_length - 1 or bool(done.all()):
                 break
             attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
             positions = positions[:, -1:] + 1
@@ -100,10 +143,11 @@ class LMPolicy:
 
     # -------------------------------------------------------------------------------------- ranking
     @torch.no_grad()
-    def rank(self, context: list[int], candidates: list[str]) -> list[float]:
-        """Summed log pi of each candidate action's tokens (text + <|eot|>) after `context`."""
+    def rank(self, context: Segment, candidates: list[str]) -> list[float]:
+        """Summed log pi of each candidate action's tokens (text + <|eot|>) after `context` (text tasks)."""
+        prefix = context.ids
         actions = [self.codec.action_ids(c) for c in candidates]
-        rows = [context + a for a in actions]
+        rows = [prefix + a for a in actions]
         width = max(map(len, rows))
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros_like(ids)
@@ -115,7 +159,7 @@ class LMPolicy:
                   for m in (self.behaviour, self.q)]
         scores = []
         for i, action in enumerate(actions):
-            positions = torch.arange(len(context) - 1, len(context) - 1 + len(action), device=self.device)
+            positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(action), device=self.device)
             log_probs = self._log_probs(*[None if lg is None else lg[i, positions] for lg in logits])
             scores.append(float(log_probs.gather(-1, torch.tensor(action, device=self.device)[:, None]).sum()))
         return scores

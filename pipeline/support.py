@@ -15,6 +15,7 @@ import torch
 
 from pipeline.config import TrainConfig
 from pipeline.losses import support_size_bound, transitions
+from pipeline.train import observation_inputs, pad_rows
 
 
 @torch.no_grad()
@@ -22,7 +23,8 @@ def top_support(behaviour: torch.nn.Module, padded: dict[str, torch.Tensor], k: 
     """(ids, log-probs), each (N, k): pi_beta's top-k at every agent token's next state, transition order."""
     tr = transitions(padded["input_ids"], padded["action_mask"], padded["rewards"], padded["lengths"],
                      padded["terminated"], gamma=1.0)
-    logits = behaviour(padded["input_ids"], padded["attention_mask"], tr.row, tr.next_state_pos)
+    logits = behaviour(padded["input_ids"], padded["attention_mask"], tr.row, tr.next_state_pos,
+                       **observation_inputs(padded))
     top = logits.float().log_softmax(-1).topk(min(k, logits.shape[-1]), dim=-1)
     return top.indices, top.values
 
@@ -39,8 +41,6 @@ class BehaviourSupport:
         self.k = k
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from pipeline.train import pad_rows
-
         padded = pad_rows(batch, self.pad_id)
         ids, logp = top_support(self.behaviour, padded, self.k)
         rows = len(padded["lengths"])

@@ -1,7 +1,9 @@
 """Episodes -> training sequences (Ray Data), and the turn format shared with inference.
 
 A sequence is `obs_0 act_0 <|eot|> obs_1 act_1 <|eot|> ... obs_T`: environment text, then each agent turn
-ending in the end-of-turn token. `action_mask` marks agent tokens (the action text and its <|eot|>), and
+ending in the end-of-turn token. Pixel tasks (`ActionCodec`) use the same layout with one `<|obs|>` token
+per observation (its image and proprioception travel beside the ids) and a fixed number of action bin
+tokens per turn instead of text and <|eot|>. `action_mask` marks agent tokens (the action text and its <|eot|>), and
 the turn's unit reward sits on its <|eot|>. Each segment is tokenized on its own, so the policy rebuilds
 exactly the same ids at inference. Sequences longer than `max_length` keep whole turns from the start
 (plus the observation after the last kept turn, to bootstrap from); the rest of the episode is dropped
@@ -11,16 +13,21 @@ and counted. A terminated episode's final observation is left out (nothing boots
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 EOT = "<|eot|>"
 PAD = "<|pad|>"
+OBS = "<|obs|>"
 
 
 class TurnCodec:
     """Token ids of observation and action segments for a tokenizer that has the <|eot|> token."""
+
+    action_length = None      # actions end with <|eot|>, at most `max_action_tokens` long
+    action_token_ids = None   # any token may be part of an action
 
     def __init__(self, tokenizer):
         self.tokenizer = tokenizer
@@ -39,6 +46,52 @@ class TurnCodec:
         if self.eot_id in ids:
             ids = ids[: ids.index(self.eot_id)]
         return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+class ActionCodec:
+    """Pixel tasks: an observation is one <|obs|> token, an action one bin token per dimension.
+
+    `action_tokenizer` (envs.robot.actions.ActionTokenizer) maps a continuous action to bins; bin b is
+    token id `first_bin_id + b` in a tokenizer built by `pipeline.models.build_action_tokenizer`.
+    Stored observations are JSON text holding "proprio" (the image is a column of its own); live ones are
+    {"image", "proprio"} dicts.
+    """
+
+    def __init__(self, tokenizer, action_tokenizer):
+        self.tokenizer = tokenizer
+        self.actions = action_tokenizer
+        self.observation_id = tokenizer.convert_tokens_to_ids(OBS)
+        ids = tokenizer.convert_tokens_to_ids(action_tokenizer.vocabulary())
+        self.first_bin_id = ids[0]
+        if ids != list(range(ids[0], ids[0] + len(ids))) or self.observation_id == tokenizer.unk_token_id:
+            raise ValueError("tokenizer lacks <|obs|> or contiguous bin tokens; build it with "
+                             "pipeline.models.build_action_tokenizer")
+        self.action_length = action_tokenizer.action_dim
+        self.action_token_ids = range(self.first_bin_id, self.first_bin_id + action_tokenizer.num_bins)
+        self.eot_id = None
+
+    def observation_ids(self, observation: Any) -> list[int]:
+        return [self.observation_id]
+
+    def action_ids(self, action: Any) -> list[int]:
+        values = json.loads(action) if isinstance(action, str) else action
+        return [self.first_bin_id + b for b in self.actions.encode(values)]
+
+    def decode_action(self, ids: Sequence[int]) -> np.ndarray:
+        return self.actions.decode([int(i) - self.first_bin_id for i in list(ids)[: self.action_length]])
+
+    @staticmethod
+    def proprio(observation: Any) -> np.ndarray:
+        """The proprioception of a stored (JSON text) or live (dict) observation."""
+        values = json.loads(observation)["proprio"] if isinstance(observation, str) else observation["proprio"]
+        return np.asarray(values, dtype=np.float32)
+
+
+def make_codec(tokenizer, task):
+    """The turn format of a task: text turns, or pixel observations with action bin tokens."""
+    if task.action_tokenizer is not None:
+        return ActionCodec(tokenizer, task.action_tokenizer)
+    return TurnCodec(tokenizer)
 
 
 def encode_episode(codec: TurnCodec, observations: Sequence[str], actions: Sequence[str],
@@ -72,26 +125,37 @@ def encode_episode(codec: TurnCodec, observations: Sequence[str], actions: Seque
 
 
 @functools.lru_cache(maxsize=4)
-def _codec(tokenizer_dir: str) -> TurnCodec:
-    from transformers import AutoTokenizer
+def _codec(tokenizer_dir: str, task_name: str) -> TurnCodec | ActionCodec:
+    import envs
+    from pipeline.models import load_tokenizer  # registers the pixel model type the folder's config may name
 
-    return TurnCodec(AutoTokenizer.from_pretrained(tokenizer_dir))
+    return make_codec(load_tokenizer(tokenizer_dir), envs.get_task(task_name))
 
 
 def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: int):
-    """Map a Ray Dataset of episode records to training rows; drops episodes whose first turn does not fit."""
+    """Map a Ray Dataset of episode records to training rows; drops episodes whose first turn does not fit.
+
+    Rows of pixel tasks also carry the kept observations' PNG images (`obs_images`) and proprioception
+    (`obs_proprio`, flat), one per <|obs|> token in order.
+    """
     import envs
 
     def encode(batch: dict[str, Any]) -> dict[str, list]:
         task = envs.get_task(task_name)
-        codec = _codec(tokenizer_dir)
+        codec = _codec(tokenizer_dir, task_name)
         out: dict[str, list] = {}
         for i in range(len(batch["episode_id"])):
             actions = list(batch["actions"][i])
+            observations = list(batch["observations"][i])
             terminated = bool(batch["terminated"][i])
             unit = task.unit_rewards([float(r) for r in batch["rewards"][i]], terminated)
-            row = encode_episode(codec, list(batch["observations"][i]), actions, unit, terminated, max_length)
+            row = encode_episode(codec, observations, actions, unit, terminated, max_length)
             row["episode_id"] = int(batch["episode_id"][i])
+            if isinstance(codec, ActionCodec):  # the kept observations are a prefix of the episode's
+                kept = int(np.sum(row["input_ids"] == codec.observation_id))
+                row["obs_images"] = list(batch["images"][i][:kept])
+                row["obs_proprio"] = np.concatenate([codec.proprio(o) for o in observations[:kept]] or
+                                                    [np.zeros(0, np.float32)])
             for key, value in row.items():
                 out.setdefault(key, []).append(value)
         return out

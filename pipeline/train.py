@@ -25,8 +25,14 @@ import torch
 
 from pipeline import losses
 from pipeline.config import TrainConfig, from_dict, to_dict
-from pipeline.models import (TRAINER_STATE_FILE, TokenLogits, load_initial_model, load_model, load_tokenizer,
-                             save_checkpoint)
+from pipeline.models import (
+    TRAINER_STATE_FILE,
+    TokenLogits,
+    load_initial_model,
+    load_model,
+    load_tokenizer,
+    save_checkpoint,
+)
 
 FINAL_CHECKPOINT = "checkpoint"
 
@@ -54,12 +60,20 @@ def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
 
     input_ids = pad("input_ids", pad_id, torch.long)
     length = torch.as_tensor(lengths)
+    observations = {}
+    if "obs_images" in batch:  # pixel tasks: one image and proprio row per <|obs|> token, packed in order
+        from envs.robot.codec import decode_image
+
+        images = [decode_image(png) for row in batch["obs_images"] for png in row]
+        proprio = np.concatenate(list(batch["obs_proprio"])).astype(np.float32)
+        observations = {"images": torch.from_numpy(np.stack(images)),
+                        "proprio": torch.from_numpy(proprio).view(len(images), -1)}
     support = {}
     if "behaviour_ids" in batch:  # pi_beta's top-k per agent token, flat per row, in transition order
         k = int(batch["support_k"][0])
         support = {"behaviour_ids": torch.as_tensor(np.concatenate(list(batch["behaviour_ids"]))).long().view(-1, k),
                    "behaviour_logp": torch.as_tensor(np.concatenate(list(batch["behaviour_logp"]))).view(-1, k)}
-    return {**support,
+    return {**support, **observations,
         "input_ids": input_ids,
         "attention_mask": (torch.arange(width)[None, :] < length[:, None]).long(),
         "action_mask": pad("action_mask", 0, torch.long),
@@ -69,23 +83,28 @@ def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
     }
 
 
+def observation_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The packed images and proprioception a pixel model reads beside the ids (empty for text)."""
+    return {key: batch[key] for key in ("images", "proprio") if key in batch}
+
+
 # -------------------------------------------------------------------------------------------- step
 def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn.Module,
               target: torch.nn.Module | None, behaviour: torch.nn.Module | None) -> tuple[torch.Tensor, dict]:
     """The stage's loss on one padded batch, and its diagnostics."""
     tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["rewards"], batch["lengths"],
                             batch["terminated"], cfg.gamma, cfg.per_token_discount)
-    ids, attn = batch["input_ids"], batch["attention_mask"]
-    logits = policy(ids, attn, tr.row, tr.state_pos)
+    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
+    logits = policy(ids, attn, tr.row, tr.state_pos, **obs)
     if cfg.stage == "bc":
         token_losses = losses.bc_token_losses(logits, tr.action)
         return token_losses.mean(), {"tokens": tr.action.numel()}
     with torch.no_grad():
-        next_target = target(ids, attn, tr.row, tr.next_state_pos).float().log_softmax(-1)
+        next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
         if "behaviour_logp" in batch:  # precomputed top-k of pi_beta (pipeline.support)
             next_target, next_behaviour = next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
         else:
-            next_behaviour = behaviour(ids, attn, tr.row, tr.next_state_pos).float().log_softmax(-1)
+            next_behaviour = behaviour(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
     y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
     token_losses = losses.qsft_token_losses(logits, tr.action, y.target)
     return token_losses.mean(), {
@@ -132,7 +151,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if cfg.stage == "qsft" and cfg.init_from == "bc":
         model = load_model(config["bc_checkpoint"]).train()
     else:
-        model = load_initial_model(cfg.model, tokenizer, cfg.seed)
+        model = load_initial_model(cfg.model, tokenizer, cfg.seed, config["observation_space"])
     state: dict[str, Any] = {"step": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -242,7 +261,7 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
     from pipeline.data import read_episodes
     from pipeline.tokenize import tokenize_dataset
 
-    tokenizer_dir = bc_checkpoint if cfg.stage == "qsft" else _ensure_tokenizer(cfg, data_dir, out)
+    tokenizer_dir = bc_checkpoint if cfg.stage == "qsft" else _ensure_tokenizer(cfg, data_dir, out, task_name)
     tokenized = tokenize_dataset(read_episodes(data_dir), tokenizer_dir, task_name, cfg.model.max_length)
     tokenized = tokenized.materialize()
     kept = tokenized.filter(expr="length > 0")
@@ -299,6 +318,7 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "tokenizer_dir": tokenizer_dir, "bc_checkpoint": bc_checkpoint,
                            "total_steps": total, "data": data_dir, "stage_info": stage_info, "progress": progress,
+                           "observation_space": pixel_observation_space(task_name),
                            "mlflow": {"tracking_uri": run.tracking_uri, "run_id": run.run_id}},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
@@ -324,18 +344,38 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     return StageResult(checkpoint=final, metrics=metrics, resumed_from_step=resumed)
 
 
-def _ensure_tokenizer(cfg: TrainConfig, data_dir: str, out: str) -> str:
+def pixel_observation_space(task_name: str):
+    """A pixel task's observation space (it sizes the PixelGPT); None for text tasks."""
+    import gymnasium
+
+    import envs
+
+    task = envs.get_task(task_name)
+    if task.action_tokenizer is None:
+        return None
+    env = gymnasium.make(task.env_id, **task.env_kwargs)
+    space = env.observation_space
+    env.close()
+    return space
+
+
+def _ensure_tokenizer(cfg: TrainConfig, data_dir: str, out: str, task_name: str) -> str:
     """Train (or, on resume, reuse) the stage's tokenizer; returns its folder."""
+    import envs
     from pipeline.data import read_episodes
-    from pipeline.models import build_tokenizer
+    from pipeline.models import build_action_tokenizer, build_tokenizer
     from pipeline.tokenize import EOT
 
     folder = os.path.join(out, "tokenizer")
     if os.path.exists(os.path.join(folder, "tokenizer_config.json")):
         return folder
-    texts = (text for batch in read_episodes(data_dir).iter_batches(batch_size=256, batch_format="numpy")
-             for column in ("observations", "actions") for episode in batch[column] for text in episode)
-    tokenizer = build_tokenizer(cfg.model, texts)
+    action_tokenizer = envs.get_task(task_name).action_tokenizer
+    if action_tokenizer is not None and not cfg.model.name_or_path:
+        tokenizer = build_action_tokenizer(action_tokenizer)
+    else:
+        texts = (text for batch in read_episodes(data_dir).iter_batches(batch_size=256, batch_format="numpy")
+                 for column in ("observations", "actions") for episode in batch[column] for text in episode)
+        tokenizer = build_tokenizer(cfg.model, texts)
     assert tokenizer.convert_tokens_to_ids(EOT) is not None
     staging = folder + ".partial"
     tokenizer.save_pretrained(staging)

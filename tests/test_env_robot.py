@@ -194,15 +194,15 @@ def test_action_tokens_hand_computed():
     assert tokenizer.encode([-2.0, 7.0, 0.00390625, 0.0078125]) == [0, 255, 128, 129]  # clip; edges
     np.testing.assert_allclose(tokenizer.decode([0, 255, 128, 127]),
                                [-1 + 1 / 256, 1 - 1 / 256, 1 / 256, -1 / 256])
-    assert tokenizer.to_text([17, 3, 255, 1]) == "<a0_17> <a1_3> <a2_255> <a3_1>"
-    assert tokenizer.from_text(" <a0_17>  <a1_3> <a2_255> <a3_1>\n") == [17, 3, 255, 1]
+    assert tokenizer.to_text([17, 3, 255, 1]) == "<bin_17> <bin_3> <bin_255> <bin_1>"
+    assert tokenizer.from_text(" <bin_17>  <bin_3> <bin_255> <bin_1>\n") == [17, 3, 255, 1]
     vocabulary = tokenizer.vocabulary()
-    assert len(vocabulary) == len(set(vocabulary)) == 4 * 256 and vocabulary[257] == "<a1_1>"
+    assert len(vocabulary) == len(set(vocabulary)) == 256 and vocabulary[17] == "<bin_17>"
 
 
-@pytest.mark.parametrize("bad", ["", "<a0_1> <a1_2> <a2_3>", "<a1_1> <a0_2> <a2_3> <a3_4>",
-                                 "<a0_1> <a1_2> <a2_3> <a3_256>", "<a0_1> <a1_2> <a2_3> a3_4",
-                                 "<a0_1> <a1_2> <a2_3> <a3_4> <a4_5>"])
+@pytest.mark.parametrize("bad", ["", "<bin_1> <bin_2> <bin_3>", "<bin_1> <bin_2> <bin_3> <bin_256>",
+                                 "<bin_1> <bin_2> <bin_3> bin_4", "<bin_1> <bin_2> <bin_3> <bin_-1>",
+                                 "<bin_1> <bin_2> <bin_3> <bin_4> <bin_5>"])
 def test_action_text_rejects_malformed(bad):
     with pytest.raises(ValueError):
         ActionTokenizer(num_bins=256).from_text(bad)

@@ -6,7 +6,7 @@ import torch
 
 from pipeline.config import ModelConfig
 from pipeline.models import build_tokenizer, load_initial_model, save_checkpoint
-from pipeline.policy import LMPolicy, PolicySpec
+from pipeline.policy import LMPolicy, PolicySpec, Segment
 
 TEXTS = ["Guess the word.\n", "crane", "crane: _ Y _ _ G\n", "slate", "slate: G G G G G\n", "abbey"] * 30
 
@@ -52,14 +52,14 @@ def test_decoded_distribution_matches_the_formula_with_cache_and_padding(checkpo
 def test_greedy_turn_and_ranking_follow_the_policy(checkpoints):
     policy = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0, max_action_tokens=4))
     context = policy.codec.observation_ids("Guess the word.\n")
-    [action] = policy.generate([context])
+    [action] = policy.generate([Segment(context)])
     ids, chosen = list(context), []
     while len(chosen) < 4 and (not chosen or chosen[-1] != policy.codec.eot_id):
         chosen.append(by_hand(policy, ids, 3.0).argmax().item())
         ids.append(chosen[-1])
     assert action == policy.codec.decode_action(chosen)
     candidates = ["crane", "slate", "abbey"]
-    scores = policy.rank(context, candidates)
+    scores = policy.rank(Segment(context), candidates)
     for candidate, score in zip(candidates, scores):
         ids, total = list(context), 0.0
         for token in policy.codec.action_ids(candidate):

@@ -2,8 +2,10 @@
 
 Bin of a value a in [low, high]: b = min(floor((a - low) / w), num_bins - 1) with bin width
 w = (high - low) / num_bins; decoding gives the bin centre low + (b + 1/2) w, so the round-trip error
-is at most w / 2 per dimension. Text form: one word per dimension, `<a{d}_{b}>`, separated by spaces,
-e.g. "<a0_17> <a1_3> <a2_255> <a3_1>"; `vocabulary()` lists every word, for adding as special tokens.
+is at most w / 2 per dimension. As in RT-1, every dimension shares one vocabulary of `num_bins` words
+`<bin_{b}>` (the position of a word within the action says which dimension it is); text form: one word
+per dimension separated by spaces, e.g. "<bin_17> <bin_3> <bin_255> <bin_1>". `vocabulary()` lists the
+words in bin order, for building a tokenizer whose ids are contiguous in the bin.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_WORD = re.compile(r"<a(\d+)_(\d+)>")
+_WORD = re.compile(r"<bin_(\d+)>")
 
 
 class ActionTokenizer:
@@ -45,21 +47,18 @@ class ActionTokenizer:
 
     def to_text(self, tokens: Sequence[int]) -> str:
         self.decode(tokens)  # validates
-        return " ".join(f"<a{d}_{int(b)}>" for d, b in enumerate(tokens))
+        return " ".join(f"<bin_{int(b)}>" for b in tokens)
 
     def from_text(self, text: str) -> list[int]:
         """Bins of a text action; raises ValueError unless it is exactly `action_dim` words in order."""
         words = text.split()
         matches = [_WORD.fullmatch(word) for word in words]
         if len(words) != self.action_dim or not all(matches):
-            raise ValueError(f"expected {self.action_dim} words like '<a0_17>', got {text!r}")
-        dims = [int(m.group(1)) for m in matches if m]
-        if dims != list(range(self.action_dim)):
-            raise ValueError(f"action words must be for dimensions 0..{self.action_dim - 1} in order: {text!r}")
-        tokens = [int(m.group(2)) for m in matches if m]
+            raise ValueError(f"expected {self.action_dim} words like '<bin_17>', got {text!r}")
+        tokens = [int(m.group(1)) for m in matches if m]
         self.decode(tokens)  # validates the range
         return tokens
 
     def vocabulary(self) -> list[str]:
-        """Every action word, dimension-major."""
-        return [f"<a{d}_{b}>" for d in range(self.action_dim) for b in range(self.num_bins)]
+        """Every action word, in bin order."""
+        return [f"<bin_{b}>" for b in range(self.num_bins)]

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from envs.base import ScoreNormalizer, Task
+from envs.robot.actions import ActionTokenizer
 from envs.robot.env import NUM_EVAL_INSTANCES
 from envs.robot.goals import Goal
 from envs.robot.policy import ScriptedPolicy
 
 VERSION = "1"
+ACTION_BINS = 64   # per dimension: 1/32 of the action range, i.e. 1.6 mm of gripper motion per step
 
 
 def unit_rewards(raw_step_rewards: Sequence[float], terminated: bool) -> list[float]:
@@ -40,4 +42,5 @@ def make_task(goal: Goal, env_id: str, behaviour_params: dict[str, Any], normali
         unit_rewards=unit_rewards,
         success=success,
         normalizer=normalizer,
+        action_tokenizer=ActionTokenizer(num_bins=ACTION_BINS, action_dim=4),
     )

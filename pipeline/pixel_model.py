@@ -1,0 +1,117 @@
+"""A small transformer over pixels, proprioception and action tokens, as a Hugging Face causal LM.
+
+A robot episode is one token sequence, like a dialogue: `<|obs|> a_0^0 .. a_0^{D-1} <|obs|> a_1^0 ...`.
+Every `<|obs|>` position's embedding is replaced by the encoding of that step's camera image and
+proprioception; action positions hold RT-1 style bin tokens (one per action dimension). The output is
+next-token logits, so BC, the Q-SFT loss, the target network, checkpoints and policy extraction apply
+exactly as for text:
+
+    e_t = Linear([ConvStem(image_t / 255), proprio_t])          observation embedding (one position)
+    h   = GPT2Model(inputs_embeds = [e_0, wte(a_0^0), ...])     causal transformer over the history
+    p(x_{i+1} | x_<=i) = softmax(W h_i)
+
+Registered with `AutoConfig` / `AutoModelForCausalLM` (model type `qsft_pixel_gpt2`), so a checkpoint is
+an ordinary `save_pretrained` folder that `AutoModelForCausalLM.from_pretrained` loads once this module
+is imported (`pipeline.models` imports it). The images of a batch are passed packed, one per `<|obs|>`
+token in row-major order: `images` (N_obs, H, W, 3) uint8 and `proprio` (N_obs, P) float.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, GPT2Model, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+
+class PixelGPTConfig(GPT2Config):
+    model_type = "qsft_pixel_gpt2"
+
+    def __init__(self, image_size: int = 64, proprio_dim: int = 4, observation_token_id: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = image_size
+        self.proprio_dim = proprio_dim
+        self.observation_token_id = observation_token_id
+
+
+class ObservationEncoder(nn.Module):
+    """(N, H, W, 3) uint8 images + (N, P) proprioception -> (N, n_embd): a DQN-style conv stem."""
+
+    def __init__(self, config: PixelGPTConfig):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, 32, kernel_size=8, stride=4), nn.GELU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.GELU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.GELU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, 3, config.image_size, config.image_size)).shape[1]
+        self.project = nn.Linear(flat + config.proprio_dim, config.n_embd)
+
+    def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        pixels = images.permute(0, 3, 1, 2).to(self.project.weight.dtype) / 255.0
+        return self.project(torch.cat([self.conv(pixels), proprio.to(self.project.weight.dtype)], dim=-1))
+
+
+class PixelGPTBackbone(nn.Module):
+    """Token embeddings with observation embeddings put in at `<|obs|>` positions, then GPT-2 blocks."""
+
+    def __init__(self, config: PixelGPTConfig):
+        super().__init__()
+        self.observation_token_id = config.observation_token_id
+        self.encoder = ObservationEncoder(config)
+        self.gpt = GPT2Model(config)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                images: torch.Tensor | None = None, proprio: torch.Tensor | None = None, **kwargs):
+        embeds = self.gpt.wte(input_ids)
+        is_observation = input_ids == self.observation_token_id
+        count = int(is_observation.sum())
+        if count:
+            if images is None or proprio is None or len(images) != count or len(proprio) != count:
+                raise ValueError(f"{count} <|obs|> tokens need as many images and proprio rows, got "
+                                 f"{None if images is None else len(images)} and "
+                                 f"{None if proprio is None else len(proprio)}")
+            embeds = embeds.masked_scatter(is_observation[..., None], self.encoder(images, proprio).to(embeds.dtype))
+        return self.gpt(inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
+
+
+class PixelGPT(PreTrainedModel):
+    """Causal LM over the robot sequence; `base_model` is the backbone, `lm_head` gives token logits."""
+
+    config_class = PixelGPTConfig
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: PixelGPTConfig):
+        super().__init__(config)
+        self.backbone = PixelGPTBackbone(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.gpt.wte
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool | None = None,
+                images: torch.Tensor | None = None, proprio: torch.Tensor | None = None, **kwargs):
+        out = self.backbone(input_ids, attention_mask=attention_mask, images=images, proprio=proprio,
+                            position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache)
+        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state), past_key_values=out.past_key_values)
+
+
+AutoConfig.register(PixelGPTConfig.model_type, PixelGPTConfig, exist_ok=True)
+AutoModelForCausalLM.register(PixelGPTConfig, PixelGPT, exist_ok=True)

@@ -1,0 +1,213 @@
+"""Pixel tasks through the same machinery as text: the robot turn format, Bellman indexing across steps,
+packed images, the PixelGPT checkpoint interface, the training losses, and the extracted policy."""
+
+import copy
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import envs
+from envs.robot.codec import encode_image
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.data import STEP_SCHEMA, Episode, episode_from_rows, episodes_to_table
+from pipeline.losses import transitions
+from pipeline.models import (
+    TokenLogits,
+    build_action_tokenizer,
+    load_initial_model,
+    load_model,
+    load_tokenizer,
+    save_checkpoint,
+)
+from pipeline.pixel_model import PixelGPT
+from pipeline.policy import LMPolicy, PolicySpec, Segment
+from pipeline.tokenize import ActionCodec, encode_episode, make_codec
+from pipeline.train import observation_inputs, pad_rows, pixel_observation_space, step_loss
+
+TASK = envs.get_task("robot_pick")
+RNG = np.random.default_rng(0)
+
+
+def observation(step: int) -> dict:
+    return {"image": RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8),
+            "proprio": np.array([0.5, 0.01 * step, 0.1, 0.08], np.float32)}
+
+
+def stored(obs: dict) -> str:
+    from pipeline.collect import observation_parts
+
+    return observation_parts(obs)[0]
+
+
+@pytest.fixture(scope="module")
+def codec() -> ActionCodec:
+    return make_codec(build_action_tokenizer(TASK.action_tokenizer), TASK)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return pixel_observation_space("robot_pick")
+
+
+def episode(steps: int, success: bool) -> tuple[list[dict], list[str], list[float]]:
+    observations = [observation(t) for t in range(steps + 1)]
+    actions = [f"[{0.1 * t - 1:.2f}, 0.5, -1.0, {1.0 if t % 2 else -1.0}]" for t in range(steps)]
+    rewards = [0.0] * (steps - 1) + [1.0 if success else 0.0]
+    return observations, actions, rewards
+
+
+def row_of(codec: ActionCodec, observations, actions, rewards, terminated: bool, max_length: int = 256) -> dict:
+    """A training row as `pipeline.tokenize.tokenize_dataset` builds it (kept observations' PNGs beside it)."""
+    row = encode_episode(codec, [stored(o) for o in observations], actions, rewards, terminated, max_length)
+    kept = int(np.sum(row["input_ids"] == codec.observation_id))
+    row["obs_images"] = [encode_image(o["image"]) for o in observations[:kept]]
+    row["obs_proprio"] = np.concatenate([o["proprio"] for o in observations[:kept]])
+    return row
+
+
+def batch_of(rows: list[dict], pad_id: int) -> dict:
+    return pad_rows({key: [r[key] for r in rows] for key in rows[0]}, pad_id)
+
+
+def test_robot_turn_format_by_hand(codec):
+    observations, actions, rewards = episode(3, success=True)
+    row = row_of(codec, observations, actions, rewards, terminated=True)
+    obs, first = codec.observation_id, codec.first_bin_id
+    bins = [TASK.action_tokenizer.encode([0.1 * t - 1, 0.5, -1.0, 1.0 if t % 2 else -1.0]) for t in range(3)]
+    assert row["input_ids"].tolist() == [obs, *[first + b for b in bins[0]], obs, *[first + b for b in bins[1]],
+                                         obs, *[first + b for b in bins[2]]]   # terminated: no final <|obs|>
+    assert row["action_mask"].tolist() == [0, 1, 1, 1, 1] * 3
+    assert row["rewards"].tolist() == [0.0] * 14 + [1.0]     # on the last token of the last action
+    assert len(row["obs_images"]) == 3 and row["obs_proprio"].shape == (12,)
+    np.testing.assert_allclose(codec.decode_action([first + b for b in bins[1]]),
+                               TASK.action_tokenizer.decode(bins[1]))
+
+    truncated = row_of(codec, observations, actions, [0.0] * 3, terminated=False)
+    assert truncated["input_ids"].tolist()[-1] == obs and len(truncated["obs_images"]) == 4   # bootstrap from it
+
+
+def test_bellman_indexing_across_robot_steps(codec):
+    """Inside an action the next state is the next bin (discount 1); after the last bin it is the prefix
+    ending at the next step's <|obs|> (discount gamma); a truncated episode bootstraps from the final
+    <|obs|>, a terminated one does not."""
+    observations, actions, rewards = episode(2, success=False)
+    row = row_of(codec, observations, actions, rewards, terminated=False)
+    batch = batch_of([row], 0)
+    tr = transitions(batch["input_ids"], batch["action_mask"], batch["rewards"], batch["lengths"],
+                     batch["terminated"], gamma=0.9)
+    # sequence: 0 obs | 1-4 action 0 | 5 obs | 6-9 action 1 | 10 obs
+    assert tr.state_pos.tolist() == [0, 1, 2, 3, 5, 6, 7, 8]
+    assert tr.next_state_pos.tolist() == [1, 2, 3, 5, 6, 7, 8, 10]
+    assert tr.discount.tolist() == pytest.approx([1, 1, 1, 0.9, 1, 1, 1, 0.9])
+    done = row_of(codec, observations, actions, [0.0, 1.0], terminated=True)
+    tr = transitions(*(batch_of([done], 0)[k] for k in ("input_ids", "action_mask", "rewards", "lengths",
+                                                         "terminated")), gamma=0.9)
+    assert tr.discount.tolist()[-1] == 0.0 and tr.reward.tolist() == [0.0] * 7 + [1.0]
+
+
+def test_padded_batch_packs_images_in_obs_token_order(codec):
+    rows = [row_of(codec, *episode(n, success=False), terminated=False) for n in (2, 4)]
+    batch = batch_of(rows, codec.tokenizer.pad_token_id)
+    from envs.robot.codec import decode_image
+
+    expected = [decode_image(png) for r in rows for png in r["obs_images"]]
+    assert int((batch["input_ids"] == codec.observation_id).sum()) == len(expected) == 3 + 5
+    assert torch.equal(batch["images"], torch.from_numpy(np.stack(expected)))
+    assert batch["proprio"].shape == (8, 4) and batch["proprio"][3, 1].item() == pytest.approx(0.0)
+
+
+def test_images_and_actions_round_trip_through_parquet_bit_exactly(tmp_path):
+    observations, actions, rewards = episode(3, success=True)
+    ep = Episode(episode_id=7, task="robot_pick", observations=[stored(o) for o in observations], actions=actions,
+                 rewards=rewards, terminated=True, truncated=False, images=[encode_image(o["image"]) for o in observations])
+    pq.write_table(episodes_to_table([ep]), tmp_path / "part-00000.parquet")
+    back = episode_from_rows(pq.read_table(tmp_path / "part-00000.parquet").to_pylist())
+    from envs.robot.codec import decode_image
+
+    assert all(np.array_equal(decode_image(png), o["image"]) for png, o in zip(back.images, observations))
+    assert back.actions == actions and back.observations == ep.observations
+    assert pa.Table.from_pylist(ep.to_rows(), schema=STEP_SCHEMA).num_rows == 4
+
+
+def test_pixel_checkpoint_loads_through_the_auto_classes(codec, space, tmp_path):
+    model = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, seed=1,
+                               observation_space=space)
+    again = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, seed=1,
+                               observation_space=space)
+    assert isinstance(model, PixelGPT) and model.config.vocab_size == len(codec.tokenizer) == 3 + 64
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    save_checkpoint(str(tmp_path), model, codec.tokenizer, {"stage": "bc"})
+    loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path))
+    assert type(loaded) is PixelGPT and type(load_model(str(tmp_path))) is PixelGPT
+    assert load_tokenizer(str(tmp_path)).convert_tokens_to_ids(TASK.action_tokenizer.vocabulary()) == \
+        list(range(codec.first_bin_id, codec.first_bin_id + 64))
+
+    batch = batch_of([row_of(codec, *episode(3, success=False), terminated=False)], 0)
+    full = model.eval()(batch["input_ids"], images=batch["images"], proprio=batch["proprio"]).logits
+    assert torch.allclose(loaded.eval()(batch["input_ids"], images=batch["images"], proprio=batch["proprio"]).logits,
+                          full, atol=1e-6)
+    rows, positions = torch.tensor([0, 0]), torch.tensor([4, 9])
+    picked = TokenLogits(model)(batch["input_ids"], batch["attention_mask"], rows, positions, **observation_inputs(batch))
+    assert torch.allclose(picked, full[0, [4, 9]], atol=1e-5)
+    # Causal, and the image really is read at its <|obs|> position: changing step 1's image changes nothing before it.
+    changed = batch["images"].clone()
+    changed[1] = 255 - changed[1]
+    other = model(batch["input_ids"], images=changed, proprio=batch["proprio"]).logits
+    assert torch.allclose(other[0, :5], full[0, :5], atol=1e-6) and not torch.allclose(other[0, 5:], full[0, 5:])
+    with pytest.raises(ValueError, match="<\\|obs\\|> tokens need as many images"):
+        model(batch["input_ids"], images=batch["images"][:2], proprio=batch["proprio"][:2])
+
+
+@pytest.mark.parametrize("stage", ["bc", "qsft"])
+def test_training_losses_run_on_pixel_batches(codec, space, stage):
+    cfg = TrainConfig(stage=stage, model=ModelConfig(n_layer=1, n_embd=32, n_head=2))
+    model = load_initial_model(cfg.model, codec.tokenizer, seed=0, observation_space=space)
+    rows = [row_of(codec, *episode(n, success=n == 3), terminated=n == 3) for n in (3, 5)]
+    batch = batch_of(rows, codec.tokenizer.pad_token_id)
+    frozen = TokenLogits(copy.deepcopy(model).requires_grad_(False))
+    loss, stats = step_loss(cfg, batch, TokenLogits(model), frozen, frozen)
+    loss.backward()
+    assert torch.isfinite(loss) and stats["tokens"] == 4 * (3 + 5)
+    assert model.backbone.encoder.conv[0].weight.grad.abs().sum() > 0   # the pixels are learned from
+    if stage == "qsft":
+        assert 0.0 <= stats["target_mean"] <= 1.0 and stats["support_size"] >= 1
+
+
+def test_extracted_pixel_policy_decodes_bins_with_cache_as_the_formula_says(codec, space, tmp_path):
+    """Greedy decoding through the KV caches, left-padded next to a longer episode, picks at every action
+    token the argmax of pi_beta * exp(beta * p_theta) restricted to bin tokens (full forwards by hand)."""
+    paths = []
+    for seed in (1, 2):
+        path = tmp_path / f"m{seed}"
+        model = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, seed, space)
+        save_checkpoint(str(path), model, codec.tokenizer, {"stage": "test"})
+        paths.append(str(path))
+    policy = LMPolicy(PolicySpec(behaviour=paths[0], q=paths[1], beta=3.0), TASK)
+    observations = [observation(t) for t in range(3)]
+    short = policy.context([policy.segment(observations[0])])
+    long = policy.context([policy.segment(observations[0]), policy.segment(observations[1], "[0.2, -0.3, 0.9, 1.0]"),
+                           policy.segment(observations[2], "[-1.0, 1.0, 0.0, -1.0]")])
+    assert len(long.ids) == 11 and len(long.observations) == 3
+    actions = policy.generate([short, long])
+
+    for context, action in zip([short, long], actions):
+        ids = list(context.ids)
+        images = torch.from_numpy(np.stack([o["image"] for o in context.observations]))
+        proprio = torch.from_numpy(np.stack([o["proprio"] for o in context.observations]))
+        chosen = []
+        for _ in range(4):
+            x = torch.tensor([ids])
+            with torch.no_grad():
+                pb = policy.behaviour(x, images=images, proprio=proprio).logits[0, -1].softmax(-1)
+                pq_ = policy.q(x, images=images, proprio=proprio).logits[0, -1].softmax(-1)
+            weights = pb * torch.exp(3.0 * pq_)
+            weights[: codec.first_bin_id] = 0.0      # only bin tokens make an action
+            chosen.append(int(weights.argmax()))
+            ids.append(chosen[-1])
+        assert isinstance(action, np.ndarray) and action.shape == (4,)
+        np.testing.assert_allclose(action, codec.decode_action(chosen))
+    assert Segment([1]).observations == ()
