@@ -106,11 +106,11 @@ class PixelGPT(PreTrainedModel):
         return self.lm_head
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, past_key_values=None, use_cache: bool | None = None,
+                position_ids: torch.Tensor | None = None, cache=None, use_cache: bool | None = None,
                 images: torch.Tensor | None = None, proprio: torch.Tensor | None = None, **kwargs):
         out = self.backbone(input_ids, attention_mask=attention_mask, images=images, proprio=proprio,
-                            position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache)
-        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state), past_key_values=out.past_key_values)
+                            position_ids=position_ids, cache=cache, use_cache=use_cache)
+        return CausalLMOutputWithPast(logits=self.lm_head(out.last_hidden_state), cache=out.cache)
 
 
 AutoConfig.register(PixelGPTConfig.model_type, PixelGPTConfig, exist_ok=True)

@@ -96,10 +96,10 @@ class LMPolicy:
 
     def _forward(self, ids, attention, positions, caches=(None, None), observations=None):
         outs = [None if model is None else model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                                                 past_key_values=cache, use_cache=True, **(observations or {}))
+                                                 cache=cache, use_cache=True, **(observations or {}))
                 for model, cache in zip((self.behaviour, self.q), caches)]
         logits = [None if o is None else o.logits[:, -1] for o in outs]
-        return self._log_probs(*logits), tuple(None if o is None else o.past_key_values for o in outs)
+        return self._log_probs(*logits), tuple(None if o is None else o.cache for o in outs)
 
     def _observation_inputs(self, contexts: list[Segment]) -> dict[str, torch.Tensor] | None:
         """A pixel model's packed images and proprioception, in the row-major order of the <|obs|> tokens."""
