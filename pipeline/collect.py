@@ -30,12 +30,13 @@ def observation_parts(observation: Any) -> tuple[str, bytes | None]:
         return observation, None
     from envs.robot.codec import encode_image  # pixel tasks only
 
-    text = json.dumps({k: np.asarray(v).round(5).tolist() for k, v in observation.items() if k != "image"})
+    text = json.dumps({k: np.asarray(v, dtype=np.float64).round(5).tolist() for k, v in observation.items()
+                       if k != "image"})
     return text, encode_image(observation["image"])
 
 
 def action_text(action: Any) -> str:
-    return action if isinstance(action, str) else json.dumps(np.asarray(action).round(5).tolist())
+    return action if isinstance(action, str) else json.dumps(np.asarray(action, dtype=np.float64).round(5).tolist())
 
 
 def play_episode(env: gymnasium.Env, policy: envs.BehaviourPolicy, seed: int, options: dict, episode_id: int,

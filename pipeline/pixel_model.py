@@ -6,7 +6,7 @@ proprioception; action positions hold RT-1 style bin tokens (one per action dime
 next-token logits, so BC, the Q-SFT loss, the target network, checkpoints and policy extraction apply
 exactly as for text:
 
-    e_t = Linear([ConvStem(image_t / 255), proprio_t])          observation embedding (one position)
+    e_t = Linear([SpatialSoftmax(Conv(image_t / 255)), proprio_t])   observation embedding (one position)
     h   = GPT2Model(inputs_embeds = [e_0, wte(a_0^0), ...])     causal transformer over the history
     p(x_{i+1} | x_<=i) = softmax(W h_i)
 
@@ -34,24 +34,39 @@ class PixelGPTConfig(GPT2Config):
         self.observation_token_id = observation_token_id
 
 
+def spatial_softmax(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 2C): each channel's expected image coordinates in [-1, 1] under the softmax of
+    its activations (Levine et al. 2016), i.e. where in the image the feature it detects is."""
+    n, c, h, w = features.shape
+    weights = features.flatten(2).softmax(-1).view(n, c, h, w)
+    ys = torch.linspace(-1.0, 1.0, h, device=features.device, dtype=features.dtype)
+    xs = torch.linspace(-1.0, 1.0, w, device=features.device, dtype=features.dtype)
+    return torch.cat([(weights.sum(3) * ys).sum(-1), (weights.sum(2) * xs).sum(-1)], dim=-1)
+
+
 class ObservationEncoder(nn.Module):
-    """(N, H, W, 3) uint8 images + (N, P) proprioception -> (N, n_embd): a DQN-style conv stem."""
+    """(N, H, W, 3) uint8 images + (N, P) proprioception -> (N, n_embd).
+
+    A small conv stack keeps a 26x26 feature map; spatial-softmax keypoints (where each feature is) and a
+    pooled summary (how strongly it is present) are concatenated with the proprioception and projected.
+    """
+
+    KEYPOINTS = 32
 
     def __init__(self, config: PixelGPTConfig):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(3, 32, kernel_size=8, stride=4), nn.GELU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2), nn.GELU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1), nn.GELU(),
-            nn.Flatten(),
+            nn.Conv2d(3, 16, kernel_size=5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(16, 32, kernel_size=3), nn.GELU(),
+            nn.Conv2d(32, self.KEYPOINTS, kernel_size=3),
         )
-        with torch.no_grad():
-            flat = self.conv(torch.zeros(1, 3, config.image_size, config.image_size)).shape[1]
-        self.project = nn.Linear(flat + config.proprio_dim, config.n_embd)
+        self.project = nn.Linear(3 * self.KEYPOINTS + config.proprio_dim, config.n_embd)
 
     def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        pixels = images.permute(0, 3, 1, 2).to(self.project.weight.dtype) / 255.0
-        return self.project(torch.cat([self.conv(pixels), proprio.to(self.project.weight.dtype)], dim=-1))
+        dtype = self.project.weight.dtype
+        features = self.conv(images.permute(0, 3, 1, 2).to(dtype) / 255.0)
+        summary = [spatial_softmax(features), features.mean(dim=(2, 3)), proprio.to(dtype)]
+        return self.project(torch.cat(summary, dim=-1))
 
 
 class PixelGPTBackbone(nn.Module):

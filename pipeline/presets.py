@@ -54,7 +54,7 @@ _TASK: dict[str, dict[str, dict[str, Any]]] = {
 # Robot episodes are short sequences (1 + 4 tokens a step, <= 201 tokens) over a 67-token vocabulary, but
 # every step costs a rendered physics step to collect: fewer episodes, more epochs, all 100 eval instances.
 _ROBOT: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 12}, "qsft": {"epochs": 12},
+    "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40},
              "eval": {"num_episodes": 100, "envs_per_actor": 10}},
     "cpu": {"collect": {"episodes": 1000}, "bc": {"epochs": 20}, "qsft": {"epochs": 20},
             "eval": {"num_episodes": 100, "envs_per_actor": 10}},
