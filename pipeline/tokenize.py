@@ -1,11 +1,11 @@
 """Episodes -> training sequences (Ray Data), and the turn format shared with inference.
 
 A sequence is `obs_0 act_0 <|eot|> obs_1 act_1 <|eot|> ... obs_T`: environment text, then each agent turn
-ending in the end-of-turn token. Pixel tasks (`ActionCodec`) use the same layout with one `<|obs|>` token
-per observation (its image and proprioception travel beside the ids) and a fixed number of action bin
-tokens per turn instead of text and <|eot|>. `action_mask` marks agent tokens (the action text and its <|eot|>), and
-the turn's unit reward sits on its <|eot|>. Each segment is tokenized on its own, so the policy rebuilds
-exactly the same ids at inference. Sequences longer than `max_length` keep whole turns from the start
+ending in the end-of-turn token. `action_mask` marks agent tokens (the action text and its <|eot|>), and
+the turn's unit reward sits on its <|eot|>. Pixel tasks (`ActionCodec`) use the same layout with one
+`<|obs|>` token per observation (its image and proprioception travel beside the ids) and a fixed number of
+action bin tokens per turn instead of text and <|eot|>, the reward on the last bin. Each segment is
+tokenized on its own, so the policy rebuilds exactly the same ids at inference. Sequences longer than `max_length` keep whole turns from the start
 (plus the observation after the last kept turn, to bootstrap from); the rest of the episode is dropped
 and counted. A terminated episode's final observation is left out (nothing bootstraps from it).
 """
@@ -94,7 +94,7 @@ def make_codec(tokenizer, task):
     return TurnCodec(tokenizer)
 
 
-def encode_episode(codec: TurnCodec, observations: Sequence[str], actions: Sequence[str],
+def encode_episode(codec: TurnCodec | ActionCodec, observations: Sequence[str], actions: Sequence[str],
                    unit_rewards: Sequence[float], terminated: bool, max_length: int) -> dict[str, Any]:
     """One training row: input_ids, action_mask, rewards, length, terminated, kept/dropped turn counts."""
     ids = codec.observation_ids(observations[0])
