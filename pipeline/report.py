@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import envs
 from pipeline.evaluate import summarize
 
 RECORDS_FILE = "records.parquet"
@@ -84,6 +85,11 @@ def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
     if by_type:
         md += ["## Success rate by task type", "", by_type, ""]
     md += ["![returns](returns.png)", ""]
+    if envs.get_task(task).action_tokenizer is not None:  # pixel tasks: what the camera saw
+        from pipeline.filmstrip import write_filmstrip
+
+        write_filmstrip(folder, task, runs)
+        md += ["## Episodes, replayed", "", "![filmstrip](filmstrip.png)", ""]
     with open(os.path.join(folder, "report.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(folder, "summary.json"), "w") as f:
@@ -133,7 +139,8 @@ def _html(task: str, md: list[str], runs: dict[str, list[dict[str, Any]]]) -> st
         elif line.startswith("# "):
             body.append(f"<h1>{html.escape(line[2:])}</h1>")
         elif line.startswith("!["):
-            body.append('<img src="returns.png" alt="returns">')
+            alt, src = line[2:-1].split("](")
+            body.append(f'<img src="{html.escape(src)}" alt="{html.escape(alt)}" style="max-width:100%">')
         elif line:
             body.append(f"<p>{html.escape(line)}</p>")
     text = "\n".join(body)

@@ -46,4 +46,5 @@ def test_robot_pick_pipeline_from_pixels(tmp_path, ray_local):
         assert len(transcript) == record["steps"] + 1 and 1 <= record["steps"] <= 30
         action = json.loads(transcript[0]["action"])
         assert len(action) == 4 and all(-1.0 <= a <= 1.0 for a in action)   # bin centres, not text
-    assert (out / "report" / "report.html").exists()
+    assert (out / "report" / "report.html").exists() and (out / "report" / "filmstrip.png").stat().st_size > 5000
+    assert "filmstrip.png" in (out / "report" / "report.html").read_text()

@@ -2,6 +2,7 @@
 packed images, the PixelGPT checkpoint interface, the training losses, and the extracted policy."""
 
 import copy
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -211,3 +212,29 @@ def test_extracted_pixel_policy_decodes_bins_with_cache_as_the_formula_says(code
         assert isinstance(action, np.ndarray) and action.shape == (4,)
         np.testing.assert_allclose(action, codec.decode_action(chosen))
     assert Segment([1]).observations == ()
+
+
+def test_replayed_evaluation_episode_redraws_the_same_frames():
+    """A record's rounded bin-centre actions replay the episode exactly (the report's filmstrip)."""
+    import gymnasium
+
+    from pipeline.collect import action_text
+    from pipeline.filmstrip import replay_frames
+
+    tokens = TASK.action_tokenizer
+    env = gymnasium.make(TASK.env_id)
+    obs, _ = env.reset(seed=11, options={"split": "eval", "index": 3})
+    frames, transcript, total = [obs["image"]], [], 0.0
+    for t in range(6):
+        action = tokens.decode(RNG.integers(0, tokens.num_bins, 4))
+        obs, reward, *_ = env.step(action)
+        transcript.append({"action": action_text(action)})
+        frames.append(obs["image"])
+        total += reward
+    env.close()
+    record = {"seed": 11, "episode": 3, "steps": 6, "raw_return": total,
+              "transcript": json.dumps(transcript + [{}])}
+    replayed = replay_frames(TASK, record)
+    assert len(replayed) == 7 and all(np.array_equal(a, b) for a, b in zip(replayed, frames))
+    with pytest.raises(RuntimeError, match="does not match"):
+        replay_frames(TASK, {**record, "steps": 5})
