@@ -39,7 +39,7 @@ def test_robot_pick_pipeline_from_pixels(tmp_path, ray_local):
     assert 0.0 <= metrics["target_mean"] <= 1.0 and 1 <= metrics["support_size"] <= 64
 
     assert set(summaries) == {"bc", "qsft(beta=4)"}
-    records = json.load(open(out / "eval" / "qsft" / "records.json"))
+    records = json.loads((out / "eval" / "qsft" / "records.json").read_text())
     assert [r["episode"] for r in records] == list(range(4))
     for record in records:
         transcript = json.loads(record["transcript"])
