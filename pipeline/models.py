@@ -61,6 +61,14 @@ def build_action_tokenizer(action_tokenizer):
                                    additional_special_tokens=[EOT, OBS])
 
 
+def build_task_tokenizer(cfg: ModelConfig, task, texts: Iterable[str]):
+    """A task's tokenizer: the <|obs|> + action-bin vocabulary for pixel tasks trained from scratch, else
+    `build_tokenizer` on `texts` (an iterable that is not read for pixel tasks)."""
+    if task.action_tokenizer is not None and not cfg.name_or_path:
+        return build_action_tokenizer(task.action_tokenizer)
+    return build_tokenizer(cfg, texts)
+
+
 def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space=None):
     """The 'pretrained' starting point shared by BC and Q-SFT: hub/local weights, or a seeded scratch init.
 

@@ -363,19 +363,15 @@ def _ensure_tokenizer(cfg: TrainConfig, data_dir: str, out: str, task_name: str)
     """Train (or, on resume, reuse) the stage's tokenizer; returns its folder."""
     import envs
     from pipeline.data import read_episodes
-    from pipeline.models import build_action_tokenizer, build_tokenizer
+    from pipeline.models import build_task_tokenizer
     from pipeline.tokenize import EOT
 
     folder = os.path.join(out, "tokenizer")
     if os.path.exists(os.path.join(folder, "tokenizer_config.json")):
         return folder
-    action_tokenizer = envs.get_task(task_name).action_tokenizer
-    if action_tokenizer is not None and not cfg.model.name_or_path:
-        tokenizer = build_action_tokenizer(action_tokenizer)
-    else:
-        texts = (text for batch in read_episodes(data_dir).iter_batches(batch_size=256, batch_format="numpy")
-                 for column in ("observations", "actions") for episode in batch[column] for text in episode)
-        tokenizer = build_tokenizer(cfg.model, texts)
+    texts = (text for batch in read_episodes(data_dir).iter_batches(batch_size=256, batch_format="numpy")
+             for column in ("observations", "actions") for episode in batch[column] for text in episode)
+    tokenizer = build_task_tokenizer(cfg.model, envs.get_task(task_name), texts)
     assert tokenizer.convert_tokens_to_ids(EOT) is not None
     staging = folder + ".partial"
     tokenizer.save_pretrained(staging)
