@@ -131,6 +131,15 @@ def support_size_bound(support_eps: float) -> int:
     return math.floor(1.0 / support_eps)
 
 
+def label_smoothing_floor(vocab_size: int) -> float:
+    """The most probability `qsft_token_losses` pushes onto each token not taken: (1 - y) / (V - 1) <= 1 / (V - 1).
+
+    A support threshold eps at or below it lets a rare token's p_target / pi_beta exceed 1 from smoothing
+    alone, so the clipped Bellman targets saturate at 1.
+    """
+    return 1.0 / (vocab_size - 1)
+
+
 def qsft_token_losses(action_logits: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Q-SFT's weighted cross-entropy with label smoothing, per agent token:
 

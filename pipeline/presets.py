@@ -53,12 +53,16 @@ _TASK: dict[str, dict[str, dict[str, Any]]] = {
 
 # Robot episodes are short sequences (1 + 4 tokens a step, <= 201 tokens) over a 67-token vocabulary, but
 # every step costs a rendered physics step to collect: fewer episodes, more epochs, all 100 eval instances.
+# The support threshold sits well above the label-smoothing floor (1 - y) / (V - 1) ~ 1/66 of Q-SFT's
+# loss: with eps = 0.01 below it, max p_target / pi_beta over the support is > 1 for rare bins and the
+# clipped targets all become 1 (BC again).
 _ROBOT: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40},
+    "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40, "support_eps": 0.05},
              "eval": {"num_episodes": 100, "envs_per_actor": 10}},
-    "cpu": {"collect": {"episodes": 1000}, "bc": {"epochs": 20}, "qsft": {"epochs": 20},
+    "cpu": {"collect": {"episodes": 1000}, "bc": {"epochs": 20}, "qsft": {"epochs": 20, "support_eps": 0.05},
             "eval": {"num_episodes": 100, "envs_per_actor": 10}},
-    "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "eval": {"num_episodes": 100}},
+    "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": {"support_eps": 0.05},
+            "eval": {"num_episodes": 100}},
 }
 _TASK["robot_pick"] = _TASK["robot_place"] = _ROBOT
 

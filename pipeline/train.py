@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from pipeline import losses
-from pipeline.config import TrainConfig, from_dict, to_dict
+from pipeline.config import ConfigError, TrainConfig, from_dict, to_dict
 from pipeline.models import (
     TRAINER_STATE_FILE,
     TokenLogits,
@@ -299,6 +299,12 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
 
     if cfg.stage == "qsft" and not bc_checkpoint:
         raise ValueError("the qsft stage needs bc_checkpoint (the BC stage's checkpoint folder)")
+    if cfg.stage == "qsft":
+        floor = losses.label_smoothing_floor(len(load_tokenizer(bc_checkpoint)))
+        if cfg.support_eps <= floor:
+            raise ConfigError(f"config field 'support_eps' ({cfg.support_eps}) must exceed the label-smoothing "
+                              f"floor 1/(V-1) = {floor:.4f} of the {bc_checkpoint} vocabulary, else the Bellman "
+                              f"targets saturate at 1; use e.g. {min(0.5, 3 * floor):.2f}")
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     data = data or prepare_data(cfg, data_dir, out, task_name, bc_checkpoint)

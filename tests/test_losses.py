@@ -123,3 +123,19 @@ def test_extracted_policy_matches_the_formula():
     assert torch.allclose(extracted_log_probs(behaviour, q, beta, ratio_form=True).exp()[0], ratio / ratio.sum(),
                           atol=1e-6)
     assert torch.allclose(extracted_log_probs(behaviour, q, 0.0).exp()[0], pb, atol=1e-6)
+
+
+def test_support_threshold_must_clear_the_label_smoothing_floor():
+    """With eps below 1/(V-1), a token outside the data keeps (1 - y)/(V - 1) > eps-level pi_beta mass, so
+    p_target / pi_beta > 1 and the clipped target is 1 whatever the reward: the threshold has to clear it."""
+    from pipeline.losses import label_smoothing_floor
+
+    vocab, y = 67, 0.2
+    others = (1 - y) / (vocab - 1)                     # what the loss's optimum puts on each untaken token
+    assert label_smoothing_floor(vocab) == pytest.approx(1 / 66) and others < label_smoothing_floor(vocab)
+    behaviour = torch.full((1, vocab), 0.011).log()    # a rare token just inside an eps = 0.01 support
+    target = torch.full((1, vocab), others).log()
+    low = bellman_targets(target, behaviour, torch.zeros(1), torch.ones(1), support_eps=0.01)
+    assert low.target.item() == 1.0 and low.clipped.item()
+    high = bellman_targets(target, behaviour, torch.zeros(1), torch.ones(1), support_eps=0.05)
+    assert high.target.item() == 0.0 and high.support_size.item() == 0
