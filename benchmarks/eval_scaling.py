@@ -2,13 +2,14 @@
 
 The policy is a freshly initialised model of the task's `tiny` preset shape (evaluation cost does not
 depend on training) with a tokenizer trained on the task's own text: a few behaviour episodes played in
-this process. Generating tasks sample (temperature 1) so episodes run their full length; tasks with
+this process (pixel tasks: a PixelGPT over the action-bin vocabulary). Generating tasks sample (temperature 1) so episodes run their full length; tasks with
 admissible actions (ALFWorld, WebShop) rank them, as the pipeline's evaluation does, with the preset's
 `envs_per_actor`. `--actors 1,2` lists the pool sizes compared, alternating over `--rounds`.
 Goal: 2 actors >= 1.8x one actor on 2 CPUs.
 
     python benchmarks/eval_scaling.py [--task wordle] [--episodes 64]
     python benchmarks/eval_scaling.py --task alfworld --episodes 30 --warmup 4
+    python benchmarks/eval_scaling.py --task robot_pick --episodes 40 --warmup 10
 """
 
 import argparse
@@ -21,29 +22,30 @@ import gymnasium
 import envs
 from pipeline.collect import episode_seed, play_episode
 from pipeline.evaluate import evaluate
-from pipeline.models import build_tokenizer, load_initial_model, save_checkpoint
+from pipeline.models import build_task_tokenizer, load_initial_model, save_checkpoint
 from pipeline.policy import PolicySpec
 from pipeline.run import stage_configs
 from pipeline.runtime import init_ray
+from pipeline.train import pixel_observation_space
 
 
-def task_texts(task_name: str, episodes: int) -> list[str]:
-    """Observations and actions of a few behaviour episodes on training instances (the tokenizer's corpus)."""
+def task_texts(task_name: str, episodes: int):
+    """Observations and actions of a few behaviour episodes on training instances (the tokenizer's corpus;
+    played only when read, i.e. not for pixel tasks)."""
     task = envs.get_task(task_name)
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     policy = task.make_behaviour(**task.default_behaviour_params)
-    texts = []
     for e in range(episodes):
         episode = play_episode(env, policy, episode_seed(0, e), {"split": "train"}, e, task_name)
-        texts += episode.observations + episode.actions
+        yield from episode.observations + episode.actions
     env.close()
-    return texts
 
 
 def tiny_checkpoint(task_name: str, folder: str, episodes: int) -> str:
     _, bc_cfg, _, _ = stage_configs(task_name, "tiny")
-    tokenizer = build_tokenizer(bc_cfg.model, task_texts(task_name, episodes))
-    save_checkpoint(folder, load_initial_model(bc_cfg.model, tokenizer, seed=0), tokenizer, {"stage": "bc"})
+    tokenizer = build_task_tokenizer(bc_cfg.model, envs.get_task(task_name), task_texts(task_name, episodes))
+    model = load_initial_model(bc_cfg.model, tokenizer, seed=0, observation_space=pixel_observation_space(task_name))
+    save_checkpoint(folder, model, tokenizer, {"stage": "bc"})
     return folder
 
 
