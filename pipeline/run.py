@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from typing import Any
 
@@ -47,10 +48,9 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
     """Run (or resume) the task's pipeline in `out`; returns {policy name: evaluation summary}."""
     from pipeline.collect import collect
     from pipeline.data import METADATA_FILE, read_metadata
-    from pipeline.evaluate import evaluate
+    from pipeline.evaluate import evaluate, summarize
     from pipeline.models import STAGE_FILE
     from pipeline.policy import PolicySpec
-    from pipeline.evaluate import summarize
     from pipeline.report import SUMMARY_FILE, load_records, results_table, save_records, write_report
     from pipeline.train import FINAL_CHECKPOINT, run_stage
 
@@ -79,6 +79,8 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
               f"mean return {meta['return']['mean']:.2f}, success {100 * meta['success_rate']:.1f}%")
     for stage, cfg, ckpt, bc in (("bc", bc_cfg, bc_ckpt, None), ("qsft", qsft_cfg, qsft_ckpt, bc_ckpt)):
         if needed(stage, os.path.join(ckpt, STAGE_FILE)):
+            if stage in force:  # a redo starts over; a plain re-run resumes an interrupted stage
+                shutil.rmtree(os.path.join(out, stage), ignore_errors=True)
             t = time.perf_counter()
             result = run_stage(cfg, data, os.path.join(out, stage), task, bc_checkpoint=bc,
                                tracking_uri=tracking_uri, progress=progress)

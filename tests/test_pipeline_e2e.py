@@ -65,7 +65,7 @@ def test_evaluation_records_summary_and_report(pipeline_run):
     out, summaries = pipeline_run
     assert set(summaries) == {"bc", "qsft(beta=4)"}
     for name in ("bc", "qsft"):
-        records = json.load(open(out / "eval" / name / "records.json"))
+        records = json.loads((out / "eval" / name / "records.json").read_text())
         assert [r["episode"] for r in records] == list(range(16))
         for r in records:
             assert 1 <= r["steps"] <= 6 and -6 <= r["raw_return"] <= 0 and 0 <= r["unit_return"] <= 1
@@ -138,3 +138,15 @@ def test_beta_sweep_reuses_the_trained_checkpoints(pipeline_run):
     assert sorted(r.config["beta"] for r in results) == [1.0, 16.0]
     assert all(r.metrics["score"] is not None for r in results)
     assert sorted(p.name for p in (out / "qsft").iterdir()) == before   # nothing retrained
+
+
+def test_forced_stage_trains_again_from_scratch(pipeline_run):
+    """`--force qsft` redoes the stage (a new Ray Train run and MLflow run from step 0), where a plain
+    re-run would resume the finished run and train nothing."""
+    out, _ = pipeline_run
+    before = (out / "qsft" / "mlflow_run_id").read_text()
+    run_pipeline("wordle", str(out), "tiny", OVERRIDES, force=("qsft",), stages=("qsft",), progress=False)
+    after = (out / "qsft" / "mlflow_run_id").read_text()
+    assert after != before and read_stage_info(str(out / "qsft" / "checkpoint"))["step"] == 6
+    history = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db").get_metric_history(after, "loss")
+    assert sorted(m.step for m in history) == [3, 6]
