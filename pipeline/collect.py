@@ -30,13 +30,17 @@ def observation_parts(observation: Any) -> tuple[str, bytes | None]:
         return observation, None
     from envs.robot.codec import encode_image  # pixel tasks only
 
-    text = json.dumps({k: np.asarray(v, dtype=np.float64).round(5).tolist() for k, v in observation.items()
-                       if k != "image"})
+    text = json.dumps({k: _rounded(v) for k, v in observation.items() if k != "image"})
     return text, encode_image(observation["image"])
 
 
 def action_text(action: Any) -> str:
-    return action if isinstance(action, str) else json.dumps(np.asarray(action, dtype=np.float64).round(5).tolist())
+    return action if isinstance(action, str) else json.dumps(_rounded(action))
+
+
+def _rounded(values: Any) -> Any:
+    """Numbers as JSON-ready lists rounded to 5 decimals (float64 first: no float32 noise digits)."""
+    return np.asarray(values, dtype=np.float64).round(5).tolist()
 
 
 def play_episode(env: gymnasium.Env, policy: envs.BehaviourPolicy, seed: int, options: dict, episode_id: int,

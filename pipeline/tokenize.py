@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -124,6 +125,15 @@ def encode_episode(codec: TurnCodec | ActionCodec, observations: Sequence[str], 
     }
 
 
+def attach_observations(codec: ActionCodec, row: dict[str, Any], observations: Sequence[str],
+                        images: Sequence[bytes]) -> None:
+    """Put a pixel row's kept observations beside its ids: `obs_images` (PNG bytes) and `obs_proprio`
+    (flat), one per <|obs|> token; the kept observations are a prefix of the episode's."""
+    kept = int(np.sum(row["input_ids"] == codec.observation_id))
+    row["obs_images"] = list(images[:kept])
+    row["obs_proprio"] = np.concatenate([codec.proprio(o) for o in observations[:kept]] or [np.zeros(0, np.float32)])
+
+
 @functools.lru_cache(maxsize=4)
 def _codec(tokenizer_dir: str, task_name: str) -> TurnCodec | ActionCodec:
     import envs
@@ -151,11 +161,8 @@ def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: i
             unit = task.unit_rewards([float(r) for r in batch["rewards"][i]], terminated)
             row = encode_episode(codec, observations, actions, unit, terminated, max_length)
             row["episode_id"] = int(batch["episode_id"][i])
-            if isinstance(codec, ActionCodec):  # the kept observations are a prefix of the episode's
-                kept = int(np.sum(row["input_ids"] == codec.observation_id))
-                row["obs_images"] = list(batch["images"][i][:kept])
-                row["obs_proprio"] = np.concatenate([codec.proprio(o) for o in observations[:kept]] or
-                                                    [np.zeros(0, np.float32)])
+            if isinstance(codec, ActionCodec):
+                attach_observations(codec, row, observations, list(batch["images"][i]))
             for key, value in row.items():
                 out.setdefault(key, []).append(value)
         return out

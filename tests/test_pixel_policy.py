@@ -26,7 +26,7 @@ from pipeline.models import (
 )
 from pipeline.pixel_model import PixelGPT
 from pipeline.policy import LMPolicy, PolicySpec, Segment
-from pipeline.tokenize import ActionCodec, encode_episode, make_codec
+from pipeline.tokenize import ActionCodec, attach_observations, encode_episode, make_codec
 from pipeline.train import observation_inputs, pad_rows, pixel_observation_space, step_loss
 
 TASK = envs.get_task("robot_pick")
@@ -63,10 +63,9 @@ def episode(steps: int, success: bool) -> tuple[list[dict], list[str], list[floa
 
 def row_of(codec: ActionCodec, observations, actions, rewards, terminated: bool, max_length: int = 256) -> dict:
     """A training row as `pipeline.tokenize.tokenize_dataset` builds it (kept observations' PNGs beside it)."""
-    row = encode_episode(codec, [stored(o) for o in observations], actions, rewards, terminated, max_length)
-    kept = int(np.sum(row["input_ids"] == codec.observation_id))
-    row["obs_images"] = [encode_image(o["image"]) for o in observations[:kept]]
-    row["obs_proprio"] = np.concatenate([o["proprio"] for o in observations[:kept]])
+    texts = [stored(o) for o in observations]
+    row = encode_episode(codec, texts, actions, rewards, terminated, max_length)
+    attach_observations(codec, row, texts, [encode_image(o["image"]) for o in observations])
     return row
 
 
