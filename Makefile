@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test test-slow bench lint clean
+.PHONY: install browser demo test test-slow learning bench lint clean
 
 install: $(VENV)/.installed
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) jobs/qsft_wordle.py --preset tiny --out runs/wordle-tiny
+	$(PY) jobs/qsft_maze.py --preset tiny --out runs/maze-tiny
 
 # The dashboard's browser test needs Debian's chromium and its driver (installed when apt is usable).
 browser:
@@ -33,6 +33,9 @@ test: install browser
 
 test-slow: install
 	$(PY) -m pytest -m slow $(PYTEST_ARGS)
+
+learning: install
+	$(PY) benchmarks/learning.py --task maze --preset tiny
 
 bench: install
 	$(PY) benchmarks/collection_throughput.py

@@ -14,6 +14,7 @@ from envs.base import BehaviourPolicy, ScoreNormalizer, Task
 
 # task name -> (gymnasium id, entry point, module holding the `TASK` record)
 _TASKS: dict[str, tuple[str, str, str]] = {
+    "maze": ("qsft/Maze-v0", "envs.maze.env:MazeEnv", "envs.maze"),
     "wordle": ("qsft/Wordle-v0", "envs.wordle.env:WordleEnv", "envs.wordle"),
     "twenty_questions": ("qsft/TwentyQuestions-v0", "envs.twenty_questions.env:TwentyQuestionsEnv",
                          "envs.twenty_questions"),

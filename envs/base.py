@@ -61,3 +61,17 @@ class Task:
     # Pixel tasks with continuous actions: the `envs.robot.actions.ActionTokenizer` that turns an action
     # into one bin token per dimension; observations are {"image", "proprio"} dicts. None: text task.
     action_tokenizer: Any = None
+    make_solver: Callable[[], BehaviourPolicy] | None = None   # the strong scripted player (normalizer's best)
+
+
+def play(env: Any, policy: BehaviourPolicy, seed: int, options: dict[str, Any] | None = None
+         ) -> tuple[list[float], bool]:
+    """One episode of `policy` in `env` (policy reset first, then the env): (raw step rewards, terminated)."""
+    policy.reset(seed)
+    observation, info = env.reset(seed=seed, options=options)
+    rewards: list[float] = []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        observation, reward, terminated, truncated, info = env.step(policy.act(observation, info))
+        rewards.append(float(reward))
+    return rewards, bool(terminated)

@@ -47,6 +47,10 @@ def pipeline_main(family: str, argv: list[str] | None = None, tasks: tuple[str, 
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run")
     args = parser.parse_args(argv)
     chosen = tuple(args.task or tasks) if tasks else (family,)
+    stages = tuple(s for s in args.stages.split(",") if s)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        parser.exit(2, f"error: unknown stage(s) {', '.join(unknown)} in --stages; the stages are {', '.join(STAGES)}\n")
     try:
         overrides = _parse_sets(args.set)
         for task in chosen:
@@ -55,7 +59,7 @@ def pipeline_main(family: str, argv: list[str] | None = None, tasks: tuple[str, 
         parser.exit(2, f"error: {err}\n")
     init_ray()
     results = {task: run_pipeline(task, os.path.join(args.out, task) if tasks else args.out, args.preset, overrides,
-                                  force=tuple(args.force), stages=tuple(s for s in args.stages.split(",") if s))
+                                  force=tuple(args.force), stages=stages)
                for task in chosen}
     return results if tasks else results[family]
 

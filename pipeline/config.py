@@ -22,6 +22,8 @@ class ModelConfig:
     """A causal LM: `name_or_path` loads any HF checkpoint; empty builds a GPT-2-shaped model from scratch."""
 
     name_or_path: str = ""
+    architecture: Literal["gpt2", "llama"] = "gpt2"  # scratch only: GPT-2 (learned absolute positions) or
+    #                                 Llama-shaped (rotary positions, which learn "the last few tokens" patterns faster)
     n_layer: int = 2
     n_embd: int = 128
     n_head: int = 4
@@ -71,15 +73,26 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation of a policy on a task's held-out instances with Ray actors."""
+    """Evaluation of a policy on a task's held-out instances with Ray actors.
+
+    The extraction and decoding settings are chosen on validation instances, `num_validation_episodes`
+    instances of the task's training split, never on the held-out split (`pipeline.select`): BC's
+    temperature from `temperatures` (Q-SFT then decodes with the same one), then Q-SFT's (beta, ratio_form)
+    from `betas` x `ratio_forms`. An empty grid keeps the single value (`temperature`, `beta`, `ratio_form`).
+    """
 
     num_episodes: int = 100
+    num_validation_episodes: int = 100
     num_actors: int = 2
     cpus_per_actor: float = 0.5
     envs_per_actor: int = 8          # environments one actor steps in a batch
     beta: float = 4.0                # extraction pi ∝ pi_beta * exp(beta * p_theta)
     ratio_form: bool = False         # pi ∝ pi_beta * exp(beta * p_theta / pi_beta) instead
+    support_eps: float = 0.01        # extraction keeps pi_beta's support {a : pi_beta(a|s) > support_eps}
     temperature: float = 0.0         # 0: greedy decoding
+    temperatures: tuple[float, ...] = ()
+    betas: tuple[float, ...] = ()
+    ratio_forms: tuple[bool, ...] = ()
     max_action_tokens: int = 24
     seed: int = 0
     max_retries: int = 3             # per crashed actor
@@ -124,6 +137,16 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], _prefix: str = "") -> A
 
 def _coerce(name: str, hint: Any, current: Any, value: Any) -> Any:
     kind = type(current)
+    if kind is tuple:  # a grid such as (1.0, 4.0): a JSON list on the command line
+        if isinstance(value, str):
+            try:
+                value = json.loads(value.lower())
+            except json.JSONDecodeError:
+                raise ConfigError(f"config field {name!r} expects a list like [1, 4], got {value!r}") from None
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config field {name!r} expects a list, got {value!r}")
+        item = get_args(hint)[0]
+        return tuple(_coerce(f"{name}[{i}]", item, item(), v) for i, v in enumerate(value))
     if isinstance(value, str) and kind is not str:
         try:
             value = json.loads(value.lower() if kind is bool else value)
@@ -141,8 +164,9 @@ def _coerce(name: str, hint: Any, current: Any, value: Any) -> Any:
 
 _POSITIVE = ("lr", "batch_size", "epochs", "num_workers", "cpus_per_worker", "n_layer", "n_embd", "n_head",
              "max_length", "vocab_size", "num_episodes", "num_actors", "cpus_per_actor", "envs_per_actor",
-             "max_action_tokens", "hard_update_every")
+             "max_action_tokens", "hard_update_every", "num_validation_episodes")
 _UNIT_INTERVAL = ("gamma", "tau", "support_eps", "dropout")
+_NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures")
 
 
 def _validate(cfg: Any) -> None:
@@ -152,5 +176,7 @@ def _validate(cfg: Any) -> None:
             raise ConfigError(f"config field {f.name!r} must be > 0, got {value!r}")
         if f.name in _UNIT_INTERVAL and not 0 <= value <= 1:
             raise ConfigError(f"config field {f.name!r} must lie in [0, 1], got {value!r}")
+        if f.name in _NON_NEGATIVE and not all(v >= 0 for v in (value if isinstance(value, tuple) else (value,))):
+            raise ConfigError(f"config field {f.name!r} must be >= 0, got {value!r}")
     if isinstance(cfg, ModelConfig) and cfg.n_embd % cfg.n_head:
         raise ConfigError(f"config field 'n_embd' ({cfg.n_embd}) must be divisible by 'n_head' ({cfg.n_head})")

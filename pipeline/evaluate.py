@@ -3,8 +3,10 @@
 The episodes are cut into fixed chunks (`envs_per_actor` each); an actor plays a chunk's environments in
 lock-step so one batched policy call serves them all. Chunks are the unit of work and of retry: a chunk
 whose actor died is replayed on a fresh actor, and every episode index is accepted exactly once. Episode i
-is always instance i of the eval split with seed `seed*1_000_003 + i` and its own sampling generator, so the
-same policy on the same seeds gives identical records.
+is always instance i of its split with seed `seed*1_000_003 + i` and its own sampling generator, so the
+same policy on the same seeds gives identical records. The split is the held-out one ("eval"), or
+"validation": the first `num_validation_episodes` instances of the training split, on which settings are
+chosen (pipeline.select).
 """
 
 from __future__ import annotations
@@ -32,12 +34,16 @@ def eval_seed(seed: int, index: int) -> int:
     return seed * 1_000_003 + index
 
 
-def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int) -> list[dict[str, Any]]:
-    """Play eval episodes `indices` side by side; one batched policy call per turn."""
+SPLITS = {"eval": "eval", "validation": "train"}  # evaluation split -> the env's instance split
+
+
+def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int, split: str = "eval"
+               ) -> list[dict[str, Any]]:
+    """Play episodes `indices` of `split` side by side; one batched policy call per turn."""
     games = []
     for index in indices:
         env = gymnasium.make(task.env_id, **task.env_kwargs)
-        observation, info = env.reset(seed=eval_seed(seed, index), options={"split": "eval", "index": index})
+        observation, info = env.reset(seed=eval_seed(seed, index), options={"split": SPLITS[split], "index": index})
         generator = torch_generator(eval_seed(seed, index))
         games.append({"env": env, "index": index, "info": info, "segments": [policy.segment(observation)],
                       "transcript": [{"observation": observation_parts(observation)[0]}], "rewards": [], "done": False,
@@ -61,7 +67,7 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int)
         rewards, terminated = game["rewards"], game["terminated"]
         raw = float(sum(rewards))
         records.append({
-            "task": task.name, "policy": policy.spec.name, "episode": game["index"],
+            "task": task.name, "policy": policy.spec.name, "split": split, "episode": game["index"],
             "instance": json.dumps(game["info"].get("instance")), "seed": eval_seed(seed, game["index"]),
             "raw_return": raw, "unit_return": float(sum(task.unit_rewards(rewards, terminated))),
             "score": float(task.normalizer(raw)), "success": bool(task.success(rewards, terminated)),
@@ -92,6 +98,26 @@ def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], g
     return actions
 
 
+def behaviour_records(task_name: str, cfg: EvalConfig, split: str = "eval") -> list[dict[str, Any]]:
+    """The data's behaviour policy played on the same instances and seeds as `evaluate` (in this process)."""
+    from envs.base import play
+
+    task = envs.get_task(task_name)
+    n = min(cfg.num_episodes, task.num_eval_instances) if split == "eval" else cfg.num_validation_episodes
+    env = gymnasium.make(task.env_id, **task.env_kwargs)
+    policy = task.make_behaviour(**task.default_behaviour_params)
+    records = []
+    for index in range(n):
+        rewards, terminated = play(env, policy, eval_seed(cfg.seed, index), {"split": SPLITS[split], "index": index})
+        raw = float(sum(rewards))
+        records.append({"task": task.name, "policy": "behaviour", "split": split, "episode": index, "raw_return": raw,
+                        "unit_return": float(sum(task.unit_rewards(rewards, terminated))),
+                        "score": float(task.normalizer(raw)), "success": bool(task.success(rewards, terminated)),
+                        "steps": len(rewards)})
+    env.close()
+    return records
+
+
 def torch_generator(seed: int):
     import torch
 
@@ -100,66 +126,101 @@ def torch_generator(seed: int):
 
 @ray.remote
 class EvalWorker:
-    """Holds one policy copy; plays chunks of episodes on request."""
+    """Plays chunks of episodes on request; keeps each policy it has loaded for the next request."""
 
-    def __init__(self, task_name: str, spec: PolicySpec, threads: int = 1):
+    def __init__(self, task_name: str, threads: int = 1):
         import torch
 
         torch.set_num_threads(threads)
         self.task = envs.get_task(task_name)
-        self.policy = LMPolicy(spec, self.task)
+        self.policies: dict[PolicySpec, LMPolicy] = {}
 
-    def play(self, indices: list[int], seed: int) -> list[dict[str, Any]]:
+    def play(self, spec: PolicySpec, indices: list[int], seed: int, split: str) -> list[dict[str, Any]]:
         marker = os.environ.get(CRASH_ONCE_ENV)
         if marker and not os.path.exists(marker):
             open(marker, "w").close()
             os._exit(1)
-        return play_chunk(self.task, self.policy, indices, seed)
+        if spec not in self.policies:
+            self.policies = {spec: LMPolicy(spec, self.task)}  # one policy at a time: memory stays flat
+        return play_chunk(self.task, self.policies[spec], indices, seed, split)
 
 
-def evaluate(task_name: str, spec: PolicySpec, cfg: EvalConfig, progress: bool = True) -> list[dict[str, Any]]:
-    """Records of `cfg.num_episodes` held-out episodes, sorted by episode index."""
-    from tqdm.auto import tqdm
+class EvalPool:
+    """A pool of evaluation actors for one task, kept across `evaluate` calls (an actor's start-up, which
+    imports torch and transformers, costs far more than a tiny model's episodes). Use as a context manager."""
 
-    task = envs.get_task(task_name)
-    n = min(cfg.num_episodes, task.num_eval_instances)
-    chunks = [list(range(i, min(n, i + cfg.envs_per_actor))) for i in range(0, n, cfg.envs_per_actor)]
-    threads = max(1, int(cfg.cpus_per_actor))
+    def __init__(self, task_name: str, cfg: EvalConfig):
+        self.task_name, self.cfg = task_name, cfg
+        crash_marker = os.environ.get(CRASH_ONCE_ENV)  # forwarded so failure handling can be rehearsed
+        self.runtime_env = {"env_vars": {CRASH_ONCE_ENV: crash_marker}} if crash_marker else None
+        self.workers: list[Any] = []
 
-    crash_marker = os.environ.get(CRASH_ONCE_ENV)  # forwarded so failure handling can be rehearsed
-    runtime_env = {"env_vars": {CRASH_ONCE_ENV: crash_marker}} if crash_marker else None
+    def _new_worker(self):
+        worker = EvalWorker.options(num_cpus=self.cfg.cpus_per_actor, runtime_env=self.runtime_env).remote(
+            self.task_name, max(1, int(self.cfg.cpus_per_actor)))
+        self.workers.append(worker)
+        return worker
 
-    def new_worker():
-        return EvalWorker.options(num_cpus=cfg.cpus_per_actor, runtime_env=runtime_env).remote(task_name, spec, threads)
+    def evaluate(self, spec: PolicySpec, seed: int, split: str = "eval", progress: bool = True,
+                 num_episodes: int | None = None) -> list[dict[str, Any]]:
+        """Records of the split's first episodes (default: `num_episodes` held-out or
+        `num_validation_episodes` validation ones), sorted by episode index."""
+        from tqdm.auto import tqdm
 
-    workers = [new_worker() for _ in range(min(cfg.num_actors, len(chunks)))]
-    todo = list(range(len(chunks)))
-    attempts = [0] * len(chunks)
-    running: dict[Any, tuple[int, Any]] = {}
-    results: dict[int, list[dict[str, Any]]] = {}
-    idle = list(workers)
-    with tqdm(total=n, desc=f"evaluate {spec.name}", unit="episode", disable=not progress) as bar:
-        while todo or running:
-            while todo and idle:
-                chunk, worker = todo.pop(0), idle.pop(0)
-                running[worker.play.remote(chunks[chunk], cfg.seed)] = (chunk, worker)
-            done, _ = ray.wait(list(running), num_returns=1)
-            chunk, worker = running.pop(done[0])
-            try:
-                results[chunk] = ray.get(done[0])
-                idle.append(worker)
-                bar.update(len(chunks[chunk]))
-            except ray.exceptions.RayActorError:
-                attempts[chunk] += 1
-                if attempts[chunk] > cfg.max_retries:
-                    raise RuntimeError(f"evaluation chunk {chunks[chunk]} failed {attempts[chunk]} times") from None
-                todo.insert(0, chunk)
-                idle.append(new_worker())
-    for worker in workers + idle:
-        ray.kill(worker)
-    records = [r for chunk in sorted(results) for r in results[chunk]]
-    assert [r["episode"] for r in records] == list(range(n))
-    return records
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        cfg, task = self.cfg, envs.get_task(self.task_name)
+        n = num_episodes or (cfg.num_episodes if split == "eval" else cfg.num_validation_episodes)
+        n = min(n, task.num_eval_instances) if split == "eval" else n
+        chunks = [list(range(i, min(n, i + cfg.envs_per_actor))) for i in range(0, n, cfg.envs_per_actor)]
+        while len(self.workers) < min(cfg.num_actors, len(chunks)):
+            self._new_worker()
+        todo = list(range(len(chunks)))
+        attempts = [0] * len(chunks)
+        running: dict[Any, tuple[int, Any]] = {}
+        results: dict[int, list[dict[str, Any]]] = {}
+        idle = list(self.workers)
+        desc = f"evaluate {spec.name}" + ("" if split == "eval" else f" ({split})")
+        with tqdm(total=n, desc=desc, unit="episode", disable=not progress) as bar:
+            while todo or running:
+                while todo and idle:
+                    chunk, worker = todo.pop(0), idle.pop(0)
+                    running[worker.play.remote(spec, chunks[chunk], seed, split)] = (chunk, worker)
+                done, _ = ray.wait(list(running), num_returns=1)
+                chunk, worker = running.pop(done[0])
+                try:
+                    results[chunk] = ray.get(done[0])
+                    idle.append(worker)
+                    bar.update(len(chunks[chunk]))
+                except ray.exceptions.RayActorError:
+                    attempts[chunk] += 1
+                    if attempts[chunk] > cfg.max_retries:
+                        raise RuntimeError(f"evaluation chunk {chunks[chunk]} failed {attempts[chunk]} times") from None
+                    todo.insert(0, chunk)
+                    self.workers.remove(worker)
+                    idle.append(self._new_worker())
+        records = [r for chunk in sorted(results) for r in results[chunk]]
+        assert [r["episode"] for r in records] == list(range(n))
+        return records
+
+    def close(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        self.workers = []
+
+    def __enter__(self) -> EvalPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def evaluate(task_name: str, spec: PolicySpec, cfg: EvalConfig, progress: bool = True, split: str = "eval"
+             ) -> list[dict[str, Any]]:
+    """Records of `cfg.num_episodes` held-out episodes (or `cfg.num_validation_episodes` validation ones) of one
+    policy, sorted by episode index, on a pool of actors of its own."""
+    with EvalPool(task_name, cfg) as pool:
+        return pool.evaluate(spec, cfg.seed, split, progress)
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, float]:

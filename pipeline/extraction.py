@@ -1,22 +1,35 @@
 """Q-SFT policy extraction at inference time (no extra training).
 
-    pi(a|s) ∝ pi_beta(a|s) * exp(beta * p_theta(a|s))            (the paper's form, default)
-    pi(a|s) ∝ pi_beta(a|s) * exp(beta * p_theta(a|s) / pi_beta(a|s))   (ratio form, an option)
+    pi(a|s) ∝ pi_beta(a|s) * exp(beta * p_theta(a|s))                   (the paper's form, default)
+    pi(a|s) ∝ pi_beta(a|s) * exp(beta * p_theta(a|s) / pi_beta(a|s))    (ratio form, an option)
 
-p_theta's token probabilities are the learned conservative Q-values; beta trades improvement against
-staying close to the behaviour policy (beta = 0 is BC).
+both over pi_beta's support {a : pi_beta(a|s) > eps}, the set the Bellman target maximises over
+(pipeline.losses.bellman_targets). p_theta's token probabilities are the learned conservative Q-values:
+at Q-SFT's fixed point p_theta(a|s) ≈ pi_beta(a|s) Q(s,a) plus the label-smoothing mass
+(1 - y)/(V - 1) of the other actions, so p_theta / pi_beta ≈ Q(s,a) on the support, where that mass is
+negligible next to pi_beta; off the support it would dominate the ratio, hence the restriction.
+beta trades improvement against staying close to the behaviour policy (beta = 0 is BC).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
 
 def extracted_log_probs(behaviour_logits: torch.Tensor, q_logits: torch.Tensor, beta: float,
-                        ratio_form: bool = False) -> torch.Tensor:
-    """Normalised log pi(.|s) over the last dimension from pi_beta's and p_theta's logits."""
+                        ratio_form: bool = False, support_eps: float = 0.0) -> torch.Tensor:
+    """Normalised log pi(.|s) over the last dimension from pi_beta's and p_theta's logits.
+
+    Tokens with pi_beta <= support_eps get probability 0 (pi_beta's most likely token always stays in).
+    """
     log_beta = F.log_softmax(behaviour_logits.float(), dim=-1)
     p_theta = F.softmax(q_logits.float(), dim=-1)
     bonus = p_theta / log_beta.exp().clamp_min(1e-12) if ratio_form else p_theta
-    return F.log_softmax(log_beta + beta * bonus, dim=-1)
+    scores = log_beta + beta * bonus
+    if support_eps > 0:
+        outside = (log_beta <= math.log(support_eps)) & (log_beta < log_beta.max(dim=-1, keepdim=True).values)
+        scores = scores.masked_fill(outside, -torch.inf)
+    return F.log_softmax(scores, dim=-1)

@@ -1,7 +1,7 @@
 """Tokenizers, causal LMs and checkpoints (Hugging Face `save_pretrained` folders).
 
 A model is any `AutoModelForCausalLM`, loaded from a local path or hub id, or, by default, a GPT-2-shaped
-model initialised from scratch with a seed (so BC and Q-SFT start from identical weights), with a
+(or, with `architecture="llama"`, a Llama-shaped) model initialised from scratch with a seed (so BC and Q-SFT start from identical weights), with a
 byte-level BPE tokenizer trained on the task's own text. Pixel tasks get `PixelGPT` (pipeline.pixel_model)
 and a word-level tokenizer over `<|obs|>` and the action bins. A checkpoint folder holds the model, the
 tokenizer, `stage.json` (config and metrics of the stage that wrote it) and, for resuming, `trainer_state.pt`.
@@ -75,7 +75,7 @@ def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space
     With a pixel task's `observation_space` (a Dict with "image" and "proprio"), the scratch model is a
     `PixelGPT` sized to it.
     """
-    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     if cfg.name_or_path:
@@ -87,12 +87,19 @@ def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space
                  "n_layer": cfg.n_layer, "n_head": cfg.n_head, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
                  "attn_pdrop": cfg.dropout, "bos_token_id": tokenizer.eos_token_id,
                  "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
-        if observation_space is None:
-            model = GPT2LMHeadModel(GPT2Config(**shape))
-        else:
+        if observation_space is not None:
             model = pixel_model.PixelGPT(pixel_model.PixelGPTConfig(
                 image_size=observation_space["image"].shape[0], proprio_dim=observation_space["proprio"].shape[0],
                 observation_token_id=tokenizer.convert_tokens_to_ids(OBS), **shape))
+        elif cfg.architecture == "llama":
+            model = LlamaForCausalLM(LlamaConfig(
+                vocab_size=len(tokenizer), hidden_size=cfg.n_embd, intermediate_size=4 * cfg.n_embd,
+                num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
+                max_position_embeddings=cfg.max_length, attention_dropout=cfg.dropout, tie_word_embeddings=True,
+                bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id))
+        else:
+            model = GPT2LMHeadModel(GPT2Config(**shape))
     model.config.pad_token_id = tokenizer.pad_token_id
     return model
 

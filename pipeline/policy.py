@@ -32,12 +32,19 @@ class PolicySpec:
     q: str | None = None
     beta: float = 4.0
     ratio_form: bool = False
+    support_eps: float = 0.0
     temperature: float = 0.0
     max_action_tokens: int = 24
 
     @property
     def name(self) -> str:
         return "bc" if self.q is None else f"qsft(beta={self.beta:g}{', ratio' if self.ratio_form else ''})"
+
+    @classmethod
+    def from_config(cls, cfg, behaviour: str, q: str | None = None) -> PolicySpec:
+        """BC (no `q`) or Q-SFT extraction with an EvalConfig's decoding and extraction settings."""
+        return cls(behaviour=behaviour, q=q, beta=cfg.beta, ratio_form=cfg.ratio_form, support_eps=cfg.support_eps,
+                   temperature=cfg.temperature, max_action_tokens=cfg.max_action_tokens)
 
 
 class Segment(NamedTuple):
@@ -92,7 +99,8 @@ class LMPolicy:
             behaviour_logits = behaviour_logits.masked_fill(self.disallowed, -torch.inf)
         if q_logits is None:
             return F.log_softmax(behaviour_logits.float(), dim=-1)
-        return extracted_log_probs(behaviour_logits, q_logits, self.spec.beta, self.spec.ratio_form)
+        return extracted_log_probs(behaviour_logits, q_logits, self.spec.beta, self.spec.ratio_form,
+                                   self.spec.support_eps)
 
     def _forward(self, ids, attention, positions, caches=(None, None), observations=None):
         outs = [None if model is None else model(input_ids=ids, attention_mask=attention, position_ids=positions,

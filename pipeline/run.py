@@ -1,17 +1,21 @@
-"""The staged pipeline of one task: collect -> BC -> Q-SFT -> evaluate both -> report.
+"""The staged pipeline of one task: collect -> BC -> Q-SFT -> select settings -> evaluate both -> report.
 
-Stages hand off by path under one output folder and are skipped when their output exists (unless forced):
+Stages hand off by path under one output folder and are skipped when their output exists (unless forced;
+forcing a stage redoes every stage after it too):
 
     <out>/data/dataset.json            collection (Ray tasks -> Parquet)
     <out>/bc/checkpoint/stage.json     BC stage (its own Ray Train run)
     <out>/qsft/checkpoint/stage.json   Q-SFT stage (its own Ray Train run, loads the BC checkpoint)
+    <out>/select/selection.json        decoding and extraction settings chosen on validation instances
     <out>/eval/<policy>/summary.json   evaluation on held-out instances (Ray actors)
     <out>/report/report.html           table + plots (also logged to MLflow)
+    <out>/stage_seconds.json           wall time of each stage that ran
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -21,7 +25,8 @@ from pipeline import tracking
 from pipeline.config import MODEL_PRESETS, EvalConfig, ModelConfig, TrainConfig, apply_overrides
 from pipeline.presets import preset
 
-STAGES = ("collect", "bc", "qsft", "eval", "report")
+STAGES = ("collect", "bc", "qsft", "select", "eval", "report")
+STAGE_SECONDS_FILE = "stage_seconds.json"
 
 
 def stage_configs(task: str, preset_name: str, overrides: dict[str, dict[str, Any]] | None = None):
@@ -48,12 +53,18 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
     """Run (or resume) the task's pipeline in `out`; returns {policy name: evaluation summary}."""
     from pipeline.collect import collect
     from pipeline.data import METADATA_FILE, read_metadata
-    from pipeline.evaluate import evaluate, summarize
+    from pipeline.evaluate import EvalPool, summarize
     from pipeline.models import STAGE_FILE
     from pipeline.policy import PolicySpec
     from pipeline.report import SUMMARY_FILE, load_records, results_table, save_records, write_report
+    from pipeline.select import SELECTION_FILE, apply_selection, describe, select_settings
     from pipeline.train import FINAL_CHECKPOINT, run_stage
 
+    unknown = [s for s in (*stages, *force) if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; the stages are {', '.join(STAGES)}")
+    if force:  # a redone stage invalidates everything after it
+        force = STAGES[min(STAGES.index(s) for s in force):]
     out = os.path.abspath(out)
     collect_cfg, bc_cfg, qsft_cfg, eval_cfg = stage_configs(task, preset_name, overrides)
     data = os.path.join(out, "data")
@@ -69,12 +80,22 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
         return False
 
     tracking_uri = tracking.tracking_uri_for(out)
+    timings_path = os.path.join(out, STAGE_SECONDS_FILE)
     timings: dict[str, float] = {}
+    if os.path.exists(timings_path):
+        with open(timings_path) as f:
+            timings = json.load(f)
+
+    def record_time(stage: str, started: float) -> None:
+        timings[stage] = round(time.perf_counter() - started, 1)
+        with open(timings_path, "w") as f:
+            json.dump(timings, f, indent=1)
+
     if needed("collect", os.path.join(data, METADATA_FILE)):
         t = time.perf_counter()
         meta = collect(task, int(collect_cfg.get("episodes", 1000)), data, seed=int(collect_cfg.get("seed", 0)),
                        behaviour_params=collect_cfg.get("behaviour"), progress=progress)
-        timings["collect"] = time.perf_counter() - t
+        record_time("collect", t)
         print(f"[collect] {meta['num_episodes']} episodes, {meta['num_steps']} steps, "
               f"mean return {meta['return']['mean']:.2f}, success {100 * meta['success_rate']:.1f}%")
     for stage, cfg, ckpt, bc in (("bc", bc_cfg, bc_ckpt, None), ("qsft", qsft_cfg, qsft_ckpt, bc_ckpt)):
@@ -84,21 +105,35 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
             t = time.perf_counter()
             result = run_stage(cfg, data, os.path.join(out, stage), task, bc_checkpoint=bc,
                                tracking_uri=tracking_uri, progress=progress)
-            timings[stage] = time.perf_counter() - t
+            record_time(stage, t)
             print(f"[{stage}] checkpoint {result.checkpoint} (loss {result.metrics.get('loss', float('nan')):.4f})")
 
-    specs = {"bc": PolicySpec(behaviour=bc_ckpt, temperature=eval_cfg.temperature,
-                              max_action_tokens=eval_cfg.max_action_tokens),
-             "qsft": PolicySpec(behaviour=bc_ckpt, q=qsft_ckpt, beta=eval_cfg.beta, ratio_form=eval_cfg.ratio_form,
-                                temperature=eval_cfg.temperature, max_action_tokens=eval_cfg.max_action_tokens)}
+    selection_path = os.path.join(out, "select", SELECTION_FILE)
+    folders = {name: os.path.join(out, "eval", name) for name in ("bc", "qsft")}
+    with EvalPool(task, eval_cfg) as pool:  # one set of actors for the selection and the held-out evaluation
+        if needed("select", selection_path):
+            t = time.perf_counter()
+            selection = select_settings(pool, bc_ckpt, qsft_ckpt, eval_cfg, progress=progress)
+            os.makedirs(os.path.dirname(selection_path), exist_ok=True)
+            with open(selection_path, "w") as f:
+                json.dump(selection, f, indent=1)
+            record_time("select", t)
+        if os.path.exists(selection_path):
+            with open(selection_path) as f:
+                selection = json.load(f)
+            eval_cfg = apply_selection(eval_cfg, selection)
+            print(f"[select] {describe(selection)}")
+        specs = {"bc": PolicySpec.from_config(eval_cfg, bc_ckpt),
+                 "qsft": PolicySpec.from_config(eval_cfg, bc_ckpt, qsft_ckpt)}
+        for name, spec in specs.items():
+            if needed("eval", os.path.join(folders[name], SUMMARY_FILE)):
+                t = time.perf_counter()
+                records = pool.evaluate(spec, eval_cfg.seed, "eval", progress)
+                record_time(f"eval_{name}", t)
+                save_records(folders[name], records, {"policy": spec.name, "eval_config": dataclasses.asdict(eval_cfg)})
     runs = {}
     for name, spec in specs.items():
-        folder = os.path.join(out, "eval", name)
-        if needed("eval", os.path.join(folder, SUMMARY_FILE)):
-            t = time.perf_counter()
-            records = evaluate(task, spec, eval_cfg, progress=progress)
-            timings[f"eval_{name}"] = time.perf_counter() - t
-            save_records(folder, records, {"policy": spec.name, "eval_config": dataclasses.asdict(eval_cfg)})
+        folder = folders[name]
         if os.path.exists(os.path.join(folder, SUMMARY_FILE)):
             runs[spec.name] = load_records(folder)
 

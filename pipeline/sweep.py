@@ -2,11 +2,12 @@
 
     training fields (lr, gamma, tau, ...): each trial is a real training run of the stage (its own Ray Train
         run, reported to Tune through TuneReportCallback, ASHA on the training loss), then an evaluation of
-        the trained policy on held-out instances (the trial's `score`);
+        the trained policy on validation instances of the training split (the trial's `score`; never the
+        held-out split, which only the pipeline's final evaluation reads);
     extraction fields (beta, ratio_form, temperature): trials re-use the run's trained checkpoints and only
         re-run evaluation.
 
-Every trial is an MLflow child run of one parent run; the best config (by held-out score) is printed and
+Every trial is an MLflow child run of one parent run; the best config (by validation score) is printed and
 a comparison plot is written next to the results.
 """
 
@@ -106,7 +107,7 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
     tuner = tune.Tuner(
         trainable, param_space=search,
         # ASHA decides on the training loss, which every report carries; the best trial is then picked by
-        # the held-out score, which only the final report has (so no metric is set without a scheduler).
+        # the validation score, which only the final report has (so no metric is set without a scheduler).
         tune_config=tune.TuneConfig(num_samples=num_samples, scheduler=scheduler,
                                     metric="loss" if scheduler else None, mode="min" if scheduler else None,
                                     max_concurrent_trials=max_concurrent),
@@ -122,13 +123,13 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
     plot = _plot(summary["trials"], search, os.path.join(sweep_dir, "sweep.png"))
     tracking.finish_stage_run(parent, {"best_score": summary["best_score"] or float("nan")},
                               artifacts=[os.path.join(sweep_dir, "sweep.json"), plot])
-    print(f"best config: {best.config}  (held-out score {summary['best_score']:.2f})")
+    print(f"best config: {best.config}  (validation score {summary['best_score']:.2f})")
     print(f"results: {sweep_dir}/sweep.json, plot: {plot}")
     return results
 
 
 def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
-    """One Tune trial: train (a real stage run) and/or evaluate, reporting the held-out score."""
+    """One Tune trial: train (a real stage run) and/or evaluate, reporting the validation score."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -152,9 +153,8 @@ def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
                            run_name=f"{task}-{cfg.stage}-{trial_id}", data=context["data"])
         loss, step = float(result.metrics.get("loss", float("nan"))), int(result.metrics.get("step", 0))
         bc, qsft = (result.checkpoint, None) if cfg.stage == "bc" else (bc, result.checkpoint)
-    spec = PolicySpec(behaviour=bc, q=qsft, beta=eval_cfg.beta, ratio_form=eval_cfg.ratio_form,
-                      temperature=eval_cfg.temperature, max_action_tokens=eval_cfg.max_action_tokens)
-    summary = summarize(evaluate(task, spec, eval_cfg, progress=False))
+    spec = PolicySpec.from_config(eval_cfg, bc, qsft)
+    summary = summarize(evaluate(task, spec, eval_cfg, progress=False, split="validation"))
     if context["extraction"]:
         run = tracking.start_stage_run(trial_dir, f"{task}-eval-{trial_id}", context["tracking_uri"],
                                        params=config, parent_run_id=context["parent"])
@@ -174,7 +174,7 @@ def _plot(trials: list[dict[str, Any]], search: dict[str, Any], path: str) -> st
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(trials)), 3.5))
     ax.bar(range(len(trials)), scores, color="C0")
     ax.set_xticks(range(len(trials)), labels, rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel="held-out normalized score", title="sweep: score per trial")
+    ax.set(ylabel="validation normalized score", title="sweep: score per trial")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

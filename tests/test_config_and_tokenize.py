@@ -71,3 +71,20 @@ def test_bc_and_qsft_start_from_identical_weights(codec):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert a.get_input_embeddings().num_embeddings == len(codec.tokenizer)
     assert codec.tokenizer.convert_tokens_to_ids(EOT) == codec.eot_id and isinstance(np.int64(1), np.integer)
+
+
+def test_selection_grids_parse_from_the_command_line_and_name_bad_values():
+    from pipeline.config import EvalConfig
+
+    cfg = apply_overrides(EvalConfig(), {"betas": "[1, 4.5]", "ratio_forms": "[false, true]", "temperatures": [0, 1]})
+    assert cfg.betas == (1.0, 4.5) and cfg.ratio_forms == (False, True) and cfg.temperatures == (0.0, 1.0)
+    with pytest.raises(ConfigError, match=r"'betas\[1\]'"):
+        apply_overrides(EvalConfig(), {"betas": '[1, "x"]'})
+    with pytest.raises(ConfigError, match="'temperatures'"):
+        apply_overrides(EvalConfig(), {"temperatures": "[-1]"})
+
+
+def test_cli_rejects_an_unknown_stage_before_starting_anything():
+    job = subprocess.run([sys.executable, "jobs/qsft_maze.py", "--out", "/nonexistent/x", "--stages", "collect,evaluat"],
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 2 and "unknown stage(s) evaluat" in job.stderr

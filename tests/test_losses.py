@@ -139,3 +139,15 @@ def test_support_threshold_must_clear_the_label_smoothing_floor():
     assert low.target.item() == 1.0 and low.clipped.item()
     high = bellman_targets(target, behaviour, torch.zeros(1), torch.ones(1), support_eps=0.05)
     assert high.target.item() == 0.0 and high.support_size.item() == 0
+
+
+def test_extraction_keeps_only_the_behaviour_support():
+    """Hand-computed: pi_beta = (0.6, 0.395, 0.005), p_theta = (0.2, 0.3, 0.5), beta = 2, eps = 0.01. The third
+    token is outside the support, so it gets 0 even though its ratio 0.5 / 0.005 = 100 would dominate."""
+    pb, pq = torch.tensor([0.6, 0.395, 0.005]), torch.tensor([0.2, 0.3, 0.5])
+    got = extracted_log_probs(pb.log()[None], pq.log()[None], 2.0, ratio_form=True, support_eps=0.01).exp()[0]
+    kept = torch.tensor([0.6 * math.exp(2 * 0.2 / 0.6), 0.395 * math.exp(2 * 0.3 / 0.395)])
+    assert torch.allclose(got, torch.cat([kept / kept.sum(), torch.zeros(1)]), atol=1e-6)
+    assert extracted_log_probs(pb.log()[None], pq.log()[None], 2.0, ratio_form=True).exp()[0, 2] > 0.99
+    flat = torch.zeros(1, 200)  # every pi_beta = 0.005 <= eps: the most likely token still stays
+    assert extracted_log_probs(flat, flat, 2.0, support_eps=0.01).exp().sum() == pytest.approx(1.0)

@@ -1,0 +1,52 @@
+"""Measure the Maze task's constants: `python -m envs.maze.measure [--episodes N]`.
+
+Prints the behaviour policy's average raw return on training instances (the normalizer's `average`), the
+shortest-path solver's on the held-out split (`best`), and the return of always taking the behaviour's most
+likely move (what greedy imitation of the data would score).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from envs.base import play
+from envs.maze import TASK
+from envs.maze.env import MazeEnv
+from envs.maze.policies import ACTIONS, beeline_move, shortest_path_move
+
+
+class MostLikelyMove:
+    """The behaviour policy's mode at every step (its beeline move, unless the shortest path outweighs it)."""
+
+    def __init__(self, optimal_prob: float, random_prob: float) -> None:
+        self.optimal_prob, self.random_prob = optimal_prob, random_prob
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def act(self, observation, info) -> str:
+        weights = dict.fromkeys(ACTIONS, self.random_prob / len(ACTIONS))
+        weights[shortest_path_move(info["position"], info["goal"])] += self.optimal_prob
+        weights[beeline_move(info["position"], info["goal"])] += 1 - self.optimal_prob - self.random_prob
+        return max(weights, key=weights.get)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=5000)
+    args = parser.parse_args()
+    env, params = MazeEnv(), TASK.default_behaviour_params
+    behaviour = [play(env, TASK.make_behaviour(**params), seed) for seed in range(args.episodes)]
+    returns = np.array([sum(r) for r, _ in behaviour])
+    print(f"behaviour {params}: average return {returns.mean():.3f} (std {returns.std():.3f}, reached "
+          f"{np.mean([TASK.success(r, t) for r, t in behaviour]):.3f}) over {args.episodes} episodes")
+    eval_options = [{"split": "eval", "index": i} for i in range(TASK.num_eval_instances)]
+    for name, policy in (("shortest-path solver", TASK.make_solver()), ("behaviour's mode", MostLikelyMove(**params))):
+        returns = np.array([sum(play(env, policy, 0, options)[0]) for options in eval_options])
+        print(f"{name}: average return {returns.mean():.3f} on {len(returns)} held-out instances")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Maze players that read the structured `info` (position and goal), never the observation text.
+
+- `MixtureBehaviour`: the behaviour policy. At each step it makes, with probability `optimal_prob`, a
+  shortest-path move; with probability `random_prob` a uniformly random move; otherwise the "beeline"
+  move, the one that most reduces the straight-line (Manhattan) distance to the goal, walls ignored. The
+  beeline is its most frequent choice and walks into walls and cul-de-sacs, so imitating the data's most
+  likely move is a poor policy, while the data's shortest-path moves show a better one.
+- `ShortestPathSolver`: a shortest-path move every step (the normalizer's `best`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from envs.maze.env import MOVES, distances_to, move
+
+ACTIONS = tuple(MOVES)
+
+
+def shortest_path_move(position: tuple[int, int], goal: tuple[int, int]) -> str:
+    """The first move (in `ACTIONS` order) that brings `position` one step closer to `goal`."""
+    dist = distances_to(goal)
+    return next(a for a in ACTIONS if dist[move(position, a)] == dist[position] - 1)
+
+
+def beeline_move(position: tuple[int, int], goal: tuple[int, int]) -> str:
+    """Towards the goal along the axis with the larger remaining offset (rows on a tie), walls ignored."""
+    dr, dc = goal[0] - position[0], goal[1] - position[1]
+    if abs(dr) >= abs(dc) and dr:
+        return "down" if dr > 0 else "up"
+    return "right" if dc > 0 else "left"
+
+
+class MixtureBehaviour:
+    """Shortest-path move w.p. `optimal_prob`, random w.p. `random_prob`, else the beeline move."""
+
+    def __init__(self, optimal_prob: float, random_prob: float, seed: int = 0) -> None:
+        if not (0 <= optimal_prob and 0 <= random_prob and optimal_prob + random_prob <= 1):
+            raise ValueError(f"need probabilities with optimal_prob + random_prob <= 1, got "
+                             f"{optimal_prob}, {random_prob}")
+        self.optimal_prob, self.random_prob = optimal_prob, random_prob
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        self._rng = np.random.default_rng(seed)
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        u = self._rng.random()
+        if u < self.optimal_prob:
+            return shortest_path_move(info["position"], info["goal"])
+        if u < self.optimal_prob + self.random_prob:
+            return ACTIONS[self._rng.integers(len(ACTIONS))]
+        return beeline_move(info["position"], info["goal"])
+
+
+class ShortestPathSolver:
+    """The optimal policy (deterministic)."""
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        return shortest_path_move(info["position"], info["goal"])

@@ -1,0 +1,64 @@
+"""Choose the decoding and extraction settings on validation instances, never on the held-out split.
+
+Validation instances are the first `num_validation_episodes` instances of the task's training split
+(`pipeline.evaluate`, split "validation"). The choice is made in two steps, so that BC is never handicapped:
+1. the temperature: BC's best validation score among `EvalConfig.temperatures` (ties: the first listed);
+   Q-SFT decodes with the same temperature;
+2. Q-SFT's extraction: the best validation score among `betas` x `ratio_forms` at that temperature.
+An empty grid keeps the config's single value. The held-out evaluation then uses the chosen settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+from pipeline.config import EvalConfig
+from pipeline.policy import PolicySpec
+
+SELECTION_FILE = "selection.json"
+
+
+def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalConfig, progress: bool = True
+                    ) -> dict[str, Any]:
+    """{"temperature", "beta", "ratio_form", "validation": [one row per setting tried]}; `pool` is the task's
+    `pipeline.evaluate.EvalPool`."""
+    from pipeline.evaluate import summarize
+
+    trials: list[dict[str, Any]] = []
+
+    def score(policy: str, **settings: Any) -> float:
+        trial_cfg = dataclasses.replace(cfg, **settings)
+        spec = PolicySpec.from_config(trial_cfg, bc_checkpoint, qsft_checkpoint if policy == "qsft" else None)
+        summary = summarize(pool.evaluate(spec, cfg.seed, "validation", progress))
+        trials.append({"policy": policy, **settings, **{k: summary[k] for k in (
+            "episodes", "score", "score_ci", "raw_return", "success_rate")}})
+        return summary["score"]
+
+    temperatures = cfg.temperatures or (cfg.temperature,)
+    temperature = temperatures[0]
+    if len(temperatures) > 1:
+        scores = [score("bc", temperature=t) for t in temperatures]
+        temperature = temperatures[scores.index(max(scores))]
+    grid = list(itertools.product(cfg.betas or (cfg.beta,), cfg.ratio_forms or (cfg.ratio_form,)))
+    beta, ratio_form = grid[0]
+    if len(grid) > 1:
+        scores = [score("qsft", temperature=temperature, beta=b, ratio_form=r) for b, r in grid]
+        beta, ratio_form = grid[scores.index(max(scores))]
+    return {"temperature": temperature, "beta": beta, "ratio_form": ratio_form,
+            "validation_episodes": cfg.num_validation_episodes, "validation": trials}
+
+
+def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
+    """The evaluation config with the chosen temperature, beta and extraction form."""
+    return dataclasses.replace(cfg, temperature=float(selection["temperature"]), beta=float(selection["beta"]),
+                               ratio_form=bool(selection["ratio_form"]))
+
+
+def describe(selection: dict[str, Any]) -> str:
+    """One line: what was chosen, and on how many validation episodes."""
+    form = "ratio form" if selection["ratio_form"] else "paper form"
+    return (f"temperature {selection['temperature']:g}, beta {selection['beta']:g}, {form} "
+            f"(chosen on {selection['validation_episodes']} validation instances of the training split, "
+            f"{len(selection['validation'])} settings tried)")

@@ -1,0 +1,84 @@
+"""Maze: gymnasium contract, rules, the split, the behaviour policy's calibrated mistakes."""
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.base import play
+from envs.maze.env import LAYOUT, MAX_STEPS, MazeEnv, distances_to, move, open_cells, splits
+from envs.maze.measure import MostLikelyMove
+from envs.maze.policies import MixtureBehaviour, ShortestPathSolver, beeline_move, shortest_path_move
+
+
+def test_env_checker_passes():
+    check_env(gymnasium.make("qsft/Maze-v0").unwrapped, skip_render_check=True)
+
+
+def test_moves_walls_and_rewards():
+    env = MazeEnv()
+    observation, info = env.reset(options={"split": "eval", "index": 0})
+    start, goal = info["position"], info["goal"]
+    assert observation == f"goal {goal[0]} {goal[1]} start {start[0]} {start[1]}\n"
+    assert move((1, 1), "up") == (1, 1) and move((1, 1), "down") == (2, 1)   # (0, 1) is a wall
+    env._position = (1, 1)
+    assert env.step("up")[0] == "wall 1 1\n"
+    assert env.step(" Down ")[0] == "2 1\n"
+    observation, reward, terminated, truncated, _ = env.step("fly")
+    assert (observation, reward, terminated, truncated) == ("no such move 2 1\n", -1.0, False, False)
+
+
+def test_solver_reaches_goal_in_shortest_distance_with_return_minus_moves_plus_one():
+    env = MazeEnv()
+    for index in range(20):
+        _, info = env.reset(options={"split": "eval", "index": index})
+        distance = distances_to(info["goal"])[info["position"]]
+        rewards, terminated = play(env, ShortestPathSolver(), 0, {"split": "eval", "index": index})
+        assert terminated and len(rewards) == distance and sum(rewards) == -(distance - 1)
+
+
+def test_time_limit_truncates():
+    env = MazeEnv()
+    env.reset(options={"split": "train", "index": 0})
+    for step in range(MAX_STEPS):
+        _, reward, terminated, truncated, _ = env.step("up" if step % 2 else "down")
+        if terminated:
+            pytest.skip("walked onto the goal")
+    assert truncated and not terminated
+
+
+def test_split_is_disjoint_fixed_and_far_enough():
+    held_out, train = splits()["eval"], splits()["train"]
+    assert len(held_out) == envs.get_task("maze").num_eval_instances == 100
+    assert not set(held_out) & set(train)
+    assert all(distances_to(g)[s] >= 4 for s, g in held_out + train)
+    assert all(LAYOUT[r][c] == "." for s, g in held_out for r, c in (s, g))
+    assert len(open_cells()) == 40 and len(train) == 67
+
+
+def test_beeline_is_the_behaviours_mode_and_a_poor_policy():
+    """Imitating the data's most likely move scores far below the data, so BC has to be sampled."""
+    env, task = MazeEnv(), envs.get_task("maze")
+    mode = [sum(play(env, MostLikelyMove(0.3, 0.2), 0, {"split": "eval", "index": i})[0]) for i in range(50)]
+    data = [sum(play(env, task.make_behaviour(**task.default_behaviour_params), s)[0]) for s in range(500)]
+    assert np.mean(mode) < -22 < np.mean(data) - 4
+    assert beeline_move((1, 1), (9, 1)) == "down" and beeline_move((1, 1), (1, 7)) == "right"
+    for start, goal in splits()["eval"][:50]:
+        dist = distances_to(goal)
+        assert dist[move(start, shortest_path_move(start, goal))] == dist[start] - 1
+
+
+def test_behaviour_is_seeded_and_validates_its_probabilities():
+    env = MazeEnv()
+    first = play(env, MixtureBehaviour(0.3, 0.2), 7)
+    assert play(env, MixtureBehaviour(0.3, 0.2), 7) == first
+    with pytest.raises(ValueError, match="optimal_prob"):
+        MixtureBehaviour(0.8, 0.3)
+
+
+def test_unit_rewards_and_normalizer():
+    task = envs.get_task("maze")
+    assert task.unit_rewards([-1.0, -1.0, 0.0], True) == [0.0, 0.0, 1.0]
+    assert task.unit_rewards([-1.0] * MAX_STEPS, False) == [0.0] * MAX_STEPS
+    assert task.normalizer(-MAX_STEPS) == 0 and task.normalizer(task.normalizer.average) == 50

@@ -1,0 +1,41 @@
+"""Settings are chosen on validation instances only: BC's temperature first, then Q-SFT's extraction at it."""
+
+import dataclasses
+
+from pipeline.config import EvalConfig
+from pipeline.select import apply_selection, select_settings
+
+
+class FakePool:
+    """Scores a spec by a fixed table and records which splits were read."""
+
+    def __init__(self, scores):
+        self.scores, self.calls = scores, []
+
+    def evaluate(self, spec, seed, split, progress):
+        self.calls.append((spec, split))
+        key = ("bc", spec.temperature) if spec.q is None else ("qsft", spec.temperature, spec.beta, spec.ratio_form)
+        score = self.scores[key]
+        return [{"raw_return": score, "score": score, "success": score > 50, "steps": 1}] * 4
+
+
+def test_temperature_by_bc_then_extraction_at_that_temperature_on_validation_only():
+    scores = {("bc", 0.0): 10.0, ("bc", 1.0): 40.0,
+              ("qsft", 1.0, 4.0, False): 45.0, ("qsft", 1.0, 4.0, True): 70.0,
+              ("qsft", 1.0, 16.0, False): 50.0, ("qsft", 1.0, 16.0, True): 60.0}
+    cfg = EvalConfig(temperatures=(0.0, 1.0), betas=(4.0, 16.0), ratio_forms=(False, True), num_validation_episodes=4)
+    pool = FakePool(scores)
+    chosen = select_settings(pool, "bc-ckpt", "qsft-ckpt", cfg, progress=False)
+    assert (chosen["temperature"], chosen["beta"], chosen["ratio_form"]) == (1.0, 4.0, True)
+    assert {split for _, split in pool.calls} == {"validation"}
+    assert all(spec.temperature == 1.0 for spec, _ in pool.calls if spec.q is not None)   # BC's choice binds Q-SFT
+    assert len(chosen["validation"]) == 2 + 4 and chosen["validation"][1]["score"] == 40.0
+    final = apply_selection(cfg, chosen)
+    assert (final.temperature, final.beta, final.ratio_form) == (1.0, 4.0, True)
+
+
+def test_single_values_need_no_validation_runs():
+    pool = FakePool({})
+    cfg = dataclasses.replace(EvalConfig(), beta=8.0, temperature=0.5)
+    chosen = select_settings(pool, "bc", "q", cfg, progress=False)
+    assert pool.calls == [] and (chosen["temperature"], chosen["beta"], chosen["ratio_form"]) == (0.5, 8.0, False)
