@@ -78,18 +78,22 @@ _TASK["wordle"] = {
 }
 
 # Maze: the demo and the learning test. Whole episodes fit in 256 tokens. gamma = 0.9 makes a shortest-path
-# move clearly worth more than a detour (envs/maze). The behaviour's most likely move is a poor policy, so the
-# decoding temperature is chosen on validation instances (by BC's score), then Q-SFT's extraction.
-_MAZE_SELECTION = {"num_episodes": 100, "num_validation_episodes": 60, "temperatures": (0.0, 1.0),
-                   "betas": (4.0, 16.0, 64.0), "ratio_forms": (False, True)}
+# move clearly worth more than a detour (envs/maze). Q-SFT's support is pi_beta > 0.1: with 0.01 the data's
+# rare random moves (pi_beta ~ 0.05) entered the Bellman max, whose noisy ratios p_target / pi_beta then
+# saturated the targets at 1 (see benchmarks/LEARNING.md); tau = 0.05 lets values propagate along ~20-move
+# paths within a few hundred steps. The behaviour's most likely move is a poor policy, so the decoding
+# temperature is chosen on validation instances (by BC's score), then Q-SFT's extraction.
+_MAZE_QSFT = {"gamma": 0.9, "support_eps": 0.1, "tau": 0.05}
+_MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps": 0.1, "temperatures": (0.0, 1.0),
+              "betas": (4.0, 16.0, 64.0), "ratio_forms": (False, True)}
 _TASK["maze"] = {
     "tiny": {"collect": {"episodes": 2000}, "train": {**_ONE_WORKER, "model.architecture": "llama", "batch_size": 32,
                                                     "log_every": 50},
-             "bc": {"epochs": 6}, "qsft": {"epochs": 6, "gamma": 0.9}, "eval": _MAZE_SELECTION},
+             "bc": {"epochs": 6}, "qsft": {**_MAZE_QSFT, "epochs": 16}, "eval": _MAZE_EVAL},
     "cpu": {"collect": {"episodes": 5000}, "train": {**_ONE_WORKER, "model.architecture": "llama"},
-            "bc": {"epochs": 8}, "qsft": {"epochs": 8, "gamma": 0.9}, "eval": _MAZE_SELECTION},
-    "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"}, "qsft": {"gamma": 0.9},
-            "eval": _MAZE_SELECTION},
+            "bc": {"epochs": 6}, "qsft": {**_MAZE_QSFT, "epochs": 20}, "eval": _MAZE_EVAL},
+    "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"}, "qsft": _MAZE_QSFT,
+            "eval": _MAZE_EVAL},
 }
 
 PRESET_NAMES = tuple(_COMMON)

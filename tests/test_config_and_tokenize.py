@@ -88,3 +88,12 @@ def test_cli_rejects_an_unknown_stage_before_starting_anything():
     job = subprocess.run([sys.executable, "jobs/qsft_maze.py", "--out", "/nonexistent/x", "--stages", "collect,evaluat"],
                          capture_output=True, text=True, timeout=120)
     assert job.returncode == 2 and "unknown stage(s) evaluat" in job.stderr
+
+
+def test_wordle_cpu_preset_tokenizes_one_token_per_character():
+    """256 bytes + <|pad|> + <|eot|> leave the BPE no merges: a guess's 5 letters are 5 tokens, aligned with
+    the 5 feedback symbols of the observation that follows."""
+    _, bc, _, _ = stage_configs("wordle", "cpu")
+    tokenizer = build_tokenizer(bc.model, ["crane: _ Y _ _ G\n", "slate", "Guess the word.\n"] * 50)
+    assert len(tokenizer.tokenize("crane")) == 5 and len(tokenizer.tokenize("crane: _ Y _ _ G\n")) == 17
+    assert bc.model.architecture == "llama" and bc.model.max_length >= 278   # 140-char prompt + 6 x (6 + 17)
