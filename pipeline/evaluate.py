@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Self
 
 import gymnasium
 import numpy as np
@@ -208,7 +208,7 @@ class EvalPool:
             ray.kill(worker)
         self.workers = []
 
-    def __enter__(self) -> EvalPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -42,7 +42,7 @@ def test_time_limit_truncates():
     env = MazeEnv()
     env.reset(options={"split": "train", "index": 0})
     for step in range(MAX_STEPS):
-        _, reward, terminated, truncated, _ = env.step("up" if step % 2 else "down")
+        _, _, terminated, truncated, _ = env.step("up" if step % 2 else "down")
         if terminated:
             pytest.skip("walked onto the goal")
     assert truncated and not terminated

@@ -88,7 +88,7 @@ def test_rerun_skips_finished_stages(pipeline_run, capsys):
     out, summaries = pipeline_run
     again = run_pipeline("wordle", str(out), "tiny", OVERRIDES, progress=False)
     assert again == summaries
-    assert capsys.readouterr().out.count("skipped") == 5
+    assert capsys.readouterr().out.count("skipped") == 6   # collect, bc, qsft, select, eval x 2
 
 
 def test_evaluation_is_reproducible_and_survives_a_crashed_actor(pipeline_run, tmp_path, monkeypatch):
@@ -111,7 +111,7 @@ def test_two_trial_sweep_trains_real_checkpoints_under_one_mlflow_parent(pipelin
     out, _ = pipeline_run
     search = dict([parse_search("lr=[1e-3,3e-4]")])
     overrides = {**OVERRIDES, "train": {**OVERRIDES["train"], "max_steps": 4, "log_every": 4},
-                 "eval": {"num_episodes": 4}}
+                 "eval": {"num_episodes": 4, "num_validation_episodes": 4}}
     results = run_sweep("wordle", str(out), "qsft", search, preset_name="tiny", overrides=overrides,
                         scheduler="fifo", progress=False)
     assert len(results) == 2 and not results.errors
@@ -133,7 +133,8 @@ def test_beta_sweep_reuses_the_trained_checkpoints(pipeline_run):
     out, _ = pipeline_run
     before = sorted(p.name for p in (out / "qsft").iterdir())
     results = run_sweep("wordle", str(out), "qsft", dict([parse_search("beta=[1.0,16.0]")]), preset_name="tiny",
-                        overrides={"eval": {"num_episodes": 4, "envs_per_actor": 2, "num_actors": 1,
+                        overrides={"eval": {"num_episodes": 4, "num_validation_episodes": 4, "envs_per_actor": 2,
+                                            "num_actors": 1,
                                             "cpus_per_actor": 0.25}}, progress=False)
     assert sorted(r.config["beta"] for r in results) == [1.0, 16.0]
     assert all(r.metrics["score"] is not None for r in results)
@@ -145,8 +146,10 @@ def test_forced_stage_trains_again_from_scratch(pipeline_run):
     re-run would resume the finished run and train nothing."""
     out, _ = pipeline_run
     before = (out / "qsft" / "mlflow_run_id").read_text()
-    run_pipeline("wordle", str(out), "tiny", OVERRIDES, force=("qsft",), stages=("qsft",), progress=False)
+    evaluated = (out / "eval" / "qsft" / "summary.json").stat().st_mtime_ns
+    run_pipeline("wordle", str(out), "tiny", OVERRIDES, force=("qsft",), stages=("qsft", "eval"), progress=False)
     after = (out / "qsft" / "mlflow_run_id").read_text()
+    assert (out / "eval" / "qsft" / "summary.json").stat().st_mtime_ns != evaluated   # downstream redone too
     assert after != before and read_stage_info(str(out / "qsft" / "checkpoint"))["step"] == 6
     history = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out}/mlflow.db").get_metric_history(after, "loss")
     assert sorted(m.step for m in history) == [3, 6]
