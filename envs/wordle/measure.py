@@ -9,27 +9,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
 import numpy as np
 
-from envs.base import BehaviourPolicy
+from envs.base import play
 from envs.wordle.env import WordleEnv
 from envs.wordle.policies import GreedySolver, make_behaviour
 from envs.wordle.words import split_answers
-
-
-def play(env: WordleEnv, policy: BehaviourPolicy, seed: int, options: dict[str, Any] | None = None
-         ) -> tuple[list[float], bool]:
-    """One episode: (raw step rewards, terminated)."""
-    policy.reset(seed)
-    observation, info = env.reset(seed=seed, options=options)
-    rewards: list[float] = []
-    terminated = truncated = False
-    while not (terminated or truncated):
-        observation, reward, terminated, truncated, info = env.step(policy.act(observation, info))
-        rewards.append(reward)
-    return rewards, terminated
 
 
 def behaviour_returns(random_prob: float, episodes: int, seed: int = 0) -> np.ndarray:
