@@ -2,6 +2,8 @@
 
 Episode e of a collection with seed S is played on a train instance drawn by `env.reset(seed=S*1_000_003+e)`
 with the behaviour policy seeded the same way, so a dataset is reproducible whatever the number of workers.
+The folder is published whole (`pipeline.data.publishing`): a second collection into the same local folder
+is refused while the first runs, and readers see either the old dataset or the new one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ import numpy as np
 import ray
 
 import envs
-from pipeline.data import SCHEMA_VERSION, STEP_SCHEMA, Episode, episodes_to_table, resolve, write_metadata
+from pipeline.data import (
+    SCHEMA_VERSION,
+    STEP_SCHEMA,
+    Episode,
+    episodes_to_table,
+    publishing,
+    resolve,
+    shard_list,
+    write_metadata,
+)
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -91,7 +102,9 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
 
     Episodes are split into `shards` chunks (default 4 per worker), each played by one Ray task; the step
     rows stay in the object store and Ray Data writes one shard per chunk; at most `workers` tasks run at
-    once (default: the cluster's CPUs). Returns the metadata written to dataset.json.
+    once (default: the cluster's CPUs). A local `out` is locked before the first episode is played (raises
+    pipeline.data.FolderBusy if another collection holds it) and replaced only once the new dataset is
+    complete. Returns the metadata written to dataset.json.
     """
     task = envs.get_task(task_name)
     params = {**task.default_behaviour_params, **(behaviour_params or {})}
@@ -107,17 +120,18 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
         tables.append(table)
         return stats
 
-    stats = _run_limited(chunks, submit, workers, f"collect {task_name}", progress)
-    fs, root = resolve(out)
-    fs.create_dir(root, recursive=True)
-    ray.data.from_arrow_refs(tables).write_parquet(root, filesystem=fs, filename_provider=_PartNames(),
-                                                   mode="overwrite")
-    elapsed = time.perf_counter() - started
+    with publishing(out) as folder:
+        stats = _run_limited(chunks, submit, workers, f"collect {task_name}", progress)
+        fs, root = resolve(folder)
+        fs.create_dir(root, recursive=True)
+        ray.data.from_arrow_refs(tables).write_parquet(root, filesystem=fs, filename_provider=_PartNames(),
+                                                       mode="overwrite")
+        elapsed = time.perf_counter() - started
 
-    merged = {key: [v for chunk in stats for v in chunk[key]] for key in stats[0]}
-    metadata = _summarize(merged, task, params, seed, len(chunks))
-    metadata["collection_seconds"] = round(elapsed, 3)
-    write_metadata(out, metadata)
+        merged = {key: [v for chunk in stats for v in chunk[key]] for key in stats[0]}
+        metadata = _summarize(merged, task, params, seed, shard_list(folder))
+        metadata["collection_seconds"] = round(elapsed, 3)
+        write_metadata(folder, metadata)
     return metadata
 
 
@@ -147,9 +161,11 @@ class _PartNames(ray.data.datasource.FilenameProvider):
         return f"part-{task_index:05d}.parquet"
 
 
-def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int, shards: int) -> dict[str, Any]:
-    """dataset.json: what was collected, how, and its return statistics (raw and unit); where the env's
-    `info` names a `task_type` (ALFWorld), also episodes and success rate per task type."""
+def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int,
+               shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """dataset.json: what was collected, how, into which shards (names and row counts), and its return
+    statistics (raw and unit); where the env's `info` names a `task_type` (ALFWorld), also episodes and
+    success rate per task type."""
     num_episodes, num_steps = len(stats["return"]), int(sum(stats["length"]))
     metadata = {
         "schema_version": SCHEMA_VERSION,
@@ -163,7 +179,8 @@ def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int,
         "num_episodes": num_episodes,
         "num_steps": num_steps,
         "num_rows": num_steps + num_episodes,
-        "num_shards": shards,
+        "num_shards": len(shards),
+        "shards": shards,
         "num_terminated": int(sum(stats["terminated"])),
         "num_truncated": int(sum(stats["truncated"])),
         "return": _stats(stats["return"]),

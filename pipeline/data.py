@@ -2,22 +2,33 @@
 
 A dataset folder holds shards `part-*.parquet` (one row per environment step, plus one final row per
 episode carrying the last observation, with `action` and `reward` null) and `dataset.json` (Minari-style
-metadata, written last: a folder without it is incomplete). Validation names the file and row of any
-malformed record, so nothing downstream is built on bad data.
+metadata, written last: a folder without it is incomplete). dataset.json lists the shards (`shards`: file
+name and row count) and the episode and step counts; reading checks the folder against them, and its
+`schema_version`, before any row is used. Validation names the file and row of any malformed record, so
+nothing downstream is built on bad data.
+
+Writers publish a local folder whole (`publishing`): they write into `<folder>.staging`, then rename it to
+`<folder>`, holding the lock file `<folder>.lock` all the while, so readers never see a half-written
+folder and a second writer is refused instead of deleting the first one's data.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: dataset.json lists the shards and their row counts
 METADATA_FILE = "dataset.json"
 
 STEP_SCHEMA = pa.schema([
@@ -36,6 +47,10 @@ STEP_SCHEMA = pa.schema([
 
 class DataError(ValueError):
     """A dataset file or row is malformed; the message names the file and the row."""
+
+
+class FolderBusy(RuntimeError):
+    """Another writer holds the folder's lock file; the message names the holder."""
 
 
 @dataclass
@@ -62,10 +77,10 @@ class Episode:
         infos = self.infos or [{} for _ in range(n + 1)]
         images = self.images or [None] * (n + 1)
         return [
-            dict(episode_id=self.episode_id, step=t, task=self.task, observation=self.observations[t],
-                 action=self.actions[t] if t < n else None, reward=float(self.rewards[t]) if t < n else None,
-                 terminated=self.terminated, truncated=self.truncated, info=json.dumps(infos[t]),
-                 image=images[t])
+            {"episode_id": self.episode_id, "step": t, "task": self.task, "observation": self.observations[t],
+             "action": self.actions[t] if t < n else None, "reward": float(self.rewards[t]) if t < n else None,
+             "terminated": self.terminated, "truncated": self.truncated, "info": json.dumps(infos[t]),
+             "image": images[t]}
             for t in range(n + 1)
         ]
 
@@ -149,19 +164,155 @@ def write_metadata(path: str, metadata: dict[str, Any]) -> None:
         f.write(json.dumps(metadata, indent=2, sort_keys=True).encode())
 
 
-def read_shard_rows(file: str, filesystem: pafs.FileSystem) -> list[dict[str, Any]]:
-    """Read one shard, check its schema, and tag every row with its file and row number."""
+@contextmanager
+def writer_lock(lock: str) -> Iterator[None]:
+    """Hold the lock file `lock` while the block runs, or raise FolderBusy if another writer holds it.
+
+    The lock is created with O_EXCL (atomic on a local disk and on NFSv3 or later) and holds {"pid",
+    "host"} of its writer; it is removed when the block ends, whether it succeeds or fails. A lock whose
+    writer is gone (its host is this one and its pid is not running) is stale and is reclaimed: deleted,
+    then created again, once. Reclaiming is not atomic: two writers that find the same stale lock at the
+    same instant could both take it. A lock from another host is never reclaimed, since its pid cannot be
+    checked from here; nor is an empty or unreadable one (its writer may be creating it right now):
+    delete those by hand once their writer is known to be gone.
+    """
+    for attempt in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if attempt or not _is_stale(holder):
+                raise FolderBusy(f"{lock}: another writer holds this lock ({holder}); wait for it to finish, or "
+                                 f"delete the lock if that writer is gone") from None
+            with suppress(FileNotFoundError):
+                os.unlink(lock)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
     try:
-        table = pq.read_table(file, filesystem=filesystem)
+        yield
+    finally:
+        os.unlink(lock)
+
+
+def _lock_holder(lock: str) -> dict[str, Any]:
+    try:
+        with open(lock) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _is_stale(holder: dict[str, Any]) -> bool:
+    """The lock's writer ran on this host and its pid is no longer running."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # running, as another user
+        pass
+    return False
+
+
+@contextmanager
+def publishing(path: str) -> Iterator[str]:
+    """Yield the folder to write a dataset into; when the block succeeds, it becomes `path` in one step.
+
+    A local `path` is written as `<path>.staging` under the lock `<path>.lock` (`writer_lock`), then
+    renamed to `path` (an existing dataset there is renamed aside first and deleted after); a failed
+    block leaves `path` as it was. Object stores (s3://, gs://, ...) have neither an exclusive create nor
+    a directory rename: there the folder is written in place (dataset.json last) and concurrent writers
+    are not detected.
+    """
+    if "://" in path:
+        yield path
+        return
+    path = os.path.abspath(path)
+    staging, replaced = f"{path}.staging", f"{path}.replaced"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with writer_lock(f"{path}.lock"):
+        for leftover in (staging, replaced):  # a dead writer's, whose lock was just reclaimed
+            shutil.rmtree(leftover, ignore_errors=True)
+        os.makedirs(staging)
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if os.path.exists(path):
+            os.rename(path, replaced)
+        os.rename(staging, path)
+        shutil.rmtree(replaced, ignore_errors=True)
+
+
+def read_shard(file: str, filesystem: pafs.FileSystem, columns: list[str]) -> pa.Table:
+    """Some columns of one shard, after checking its schema against `STEP_SCHEMA`."""
+    try:
+        with filesystem.open_input_file(file) as f:
+            parquet = pq.ParquetFile(f)
+            schema = parquet.schema_arrow
+            for name in STEP_SCHEMA.names:
+                if name not in schema.names:
+                    raise DataError(f"{file}: missing column {name!r}")
+                expected, actual = STEP_SCHEMA.field(name).type, schema.field(name).type
+                if actual != expected and not (actual == pa.null()):
+                    raise DataError(f"{file}: column {name!r} has type {actual}, expected {expected}")
+            return parquet.read(columns=columns)
     except (pa.ArrowInvalid, OSError) as err:
         raise DataError(f"{file}: not a readable Parquet file ({err})") from None
-    for name in STEP_SCHEMA.names:
-        if name not in table.schema.names:
-            raise DataError(f"{file}: missing column {name!r}")
-        expected, actual = STEP_SCHEMA.field(name).type, table.schema.field(name).type
-        if actual != expected and not (actual == pa.null()):
-            raise DataError(f"{file}: column {name!r} has type {actual}, expected {expected}")
-    rows = table.select(STEP_SCHEMA.names).to_pylist()
+
+
+def shard_list(path: str) -> list[dict[str, Any]]:
+    """dataset.json's `shards`: [{"file": name, "rows": row count}] of the folder's shards, from their footers."""
+    fs, _ = resolve(path)
+    shards = []
+    for file in shard_files(path):
+        with fs.open_input_file(file) as f:
+            shards.append({"file": os.path.basename(file), "rows": pq.ParquetFile(f).metadata.num_rows})
+    return shards
+
+
+def check_dataset(path: str) -> list[str]:
+    """The shard files of a dataset folder, once they are shown to be the ones dataset.json describes.
+
+    Checks, in order: dataset.json's `schema_version` is SCHEMA_VERSION; the shards on disk are exactly
+    those listed in `shards`, each with its listed row count; they hold `num_episodes` distinct episodes
+    and `num_steps` = rows - episodes steps (each episode has one final row). Reads the footers and the
+    `episode_id` column only. Raises DataError naming the file or folder and the mismatch.
+    """
+    meta, where = read_metadata(path), f"{path}/{METADATA_FILE}"
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(f"{where}: schema_version {meta.get('schema_version')!r}, but this code reads version "
+                        f"{SCHEMA_VERSION}; collect the dataset again")
+    fs, _ = resolve(path)
+    listed = {shard["file"]: shard["rows"] for shard in meta["shards"]}
+    files = {os.path.basename(f): f for f in shard_files(path)}
+    missing, unlisted = sorted(listed.keys() - files.keys()), sorted(files.keys() - listed.keys())
+    if missing:
+        raise DataError(f"{path}: shard {missing[0]} is listed in {METADATA_FILE} but missing "
+                        f"({len(missing)} of {len(listed)} shards missing)")
+    if unlisted:
+        raise DataError(f"{path}: shard {unlisted[0]} is not listed in {METADATA_FILE} "
+                        f"({len(unlisted)} unlisted shards)")
+    ids = []
+    for name, file in sorted(files.items()):
+        column = read_shard(file, fs, ["episode_id"])["episode_id"]
+        if len(column) != listed[name]:
+            raise DataError(f"{file}: {len(column)} rows, but {METADATA_FILE} lists {listed[name]}")
+        ids.extend(column.chunks)
+    episodes = pc.count_distinct(pa.chunked_array(ids, pa.int64())).as_py()
+    steps = sum(listed.values()) - episodes
+    if (episodes, steps) != (meta["num_episodes"], meta["num_steps"]):
+        raise DataError(f"{path}: the shards hold {episodes} episodes and {steps} steps, but {METADATA_FILE} "
+                        f"says {meta['num_episodes']} episodes and {meta['num_steps']} steps")
+    return sorted(files.values())
+
+
+def read_shard_rows(file: str, filesystem: pafs.FileSystem) -> list[dict[str, Any]]:
+    """Read one shard, check its schema, and tag every row with its file and row number."""
+    rows = read_shard(file, filesystem, STEP_SCHEMA.names).to_pylist()
     for i, row in enumerate(rows):
         for name in ("episode_id", "step", "task", "terminated", "truncated"):
             if row[name] is None:
@@ -178,7 +329,7 @@ def load_episodes(path: str) -> list[Episode]:
     """
     fs, _ = resolve(path)
     by_episode: dict[int, list[dict[str, Any]]] = {}
-    for file in shard_files(path):
+    for file in check_dataset(path):
         for row in read_shard_rows(file, fs):
             by_episode.setdefault(row["episode_id"], []).append(row)
     return [episode_from_rows(rows) for _, rows in sorted(by_episode.items())]
@@ -186,9 +337,9 @@ def load_episodes(path: str) -> list[Episode]:
 
 def episode_record(ep: Episode) -> dict[str, Any]:
     """An episode as one Ray Data row (lists in columns, infos as one JSON string)."""
-    return dict(episode_id=ep.episode_id, task=ep.task, observations=ep.observations, actions=ep.actions,
-                rewards=ep.rewards, terminated=ep.terminated, truncated=ep.truncated,
-                infos=json.dumps(ep.infos), images=ep.images)
+    return {"episode_id": ep.episode_id, "task": ep.task, "observations": ep.observations,
+            "actions": ep.actions, "rewards": ep.rewards, "terminated": ep.terminated, "truncated": ep.truncated,
+            "infos": json.dumps(ep.infos), "images": ep.images}
 
 
 def episode_from_record(rec: dict[str, Any]) -> Episode:
@@ -202,14 +353,15 @@ def episode_from_record(rec: dict[str, Any]) -> Episode:
 def read_episodes(path: str):
     """A Ray Dataset with one validated episode per row (see `episode_record`), from any shard order.
 
-    Every shard is read and checked in parallel (file and row named on error), then steps are grouped
-    by `episode_id`, so the result does not depend on how steps were sharded.
+    The folder is checked against its dataset.json first (`check_dataset`), then every shard is read and
+    checked in parallel (file and row named on error), and steps are grouped by `episode_id`, so the
+    result does not depend on how steps were sharded.
     """
     import ray
     import ray.data
 
     fs, _ = resolve(path)
-    files = shard_files(path)
+    files = check_dataset(path)
 
     def read(item: dict[str, Any]) -> list[dict[str, Any]]:
         return read_shard_rows(item["file"], fs)

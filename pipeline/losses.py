@@ -4,7 +4,8 @@ The token-level MDP over a whole trajectory sequence `x` (Hong, Dragan, Levine 2
 for every agent token at position i, the action is a_i = x_i and the state is s_i = x_<i, so
 p(a_i | s_i) is read from the logits at index i - 1. The next state s'_i is the prefix before the
 next agent token j (j = i + 1 inside an utterance; the first token of the agent's next turn after an
-environment reply), read at index j - 1. After the episode's last action the next state is the whole
+environment reply, which may be empty), read at index j - 1. Turn ends come marked from tokenization
+(`turn_end`), never inferred from j != i + 1. After the episode's last action the next state is the whole
 sequence (read at index length - 1, i.e. after the final observation), which is bootstrapped from
 only when the episode was truncated, never when it terminated.
 
@@ -45,6 +46,7 @@ class Transitions:
 def transitions(
     input_ids: torch.Tensor,
     action_mask: torch.Tensor,
+    turn_end: torch.Tensor,
     rewards: torch.Tensor,
     lengths: torch.Tensor,
     terminated: torch.Tensor,
@@ -53,10 +55,11 @@ def transitions(
 ) -> Transitions:
     """Index the agent-token transitions of a right-padded batch.
 
-    input_ids, action_mask, rewards: (B, L); lengths: (B,) real lengths; terminated: (B,) bool, True
-    when the sequence ends with the episode's terminal action (no bootstrap after it).
-    Discount gamma_i: per utterance (default) gamma applies only where the next agent token starts a
-    new turn (or at the end); per token, gamma applies at every agent token.
+    input_ids, action_mask, turn_end, rewards: (B, L), turn_end marking the last agent token of each turn;
+    lengths: (B,) real lengths; terminated: (B,) bool, True when the sequence ends with the episode's
+    terminal action (no bootstrap after it).
+    Discount gamma_i: per utterance (default) gamma_i = gamma where turn_end_i, else 1; per token,
+    gamma_i = gamma at every agent token.
     """
     batch, length = input_ids.shape
     positions = torch.arange(length, device=input_ids.device).expand(batch, length)
@@ -72,7 +75,9 @@ def transitions(
     row, pos = is_action.nonzero(as_tuple=True)
     nxt = next_agent[row, pos]
     is_last = nxt >= lengths[row]
-    ends_turn = nxt != pos + 1
+    ends_turn = turn_end.bool()[row, pos]
+    if not bool(ends_turn[is_last].all()):
+        raise ValueError("a row's last agent token must be marked in turn_end (every turn ends)")
     step_gamma = torch.full_like(pos, 1, dtype=torch.float32)
     if per_token_discount:
         step_gamma.fill_(gamma)
@@ -145,7 +150,8 @@ def qsft_token_losses(action_logits: torch.Tensor, actions: torch.Tensor, target
 
         l_i = -[ y_i log p(a_i|s_i) + (1 - y_i) / (V - 1) * sum_{a' != a_i} log p(a'|s_i) ]
 
-    The sum over other tokens is sum(log_softmax) - log p(a_i): no one-hot or V-sized target tensor.
+    with V = action_logits.shape[-1], the model's output vocabulary (`label_smoothing_floor` needs the
+    same V). The sum over other tokens is sum(log_softmax) - log p(a_i): no one-hot or V-sized target tensor.
     """
     log_p = F.log_softmax(action_logits.float(), dim=-1)
     vocab = log_p.shape[-1]

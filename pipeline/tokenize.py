@@ -1,13 +1,15 @@
 """Episodes -> training sequences (Ray Data), and the turn format shared with inference.
 
 A sequence is `obs_0 act_0 <|eot|> obs_1 act_1 <|eot|> ... obs_T`: environment text, then each agent turn
-ending in the end-of-turn token. `action_mask` marks agent tokens (the action text and its <|eot|>), and
-the turn's unit reward sits on its <|eot|>. Pixel tasks (`ActionCodec`) use the same layout with one
-`<|obs|>` token per observation (its image and proprioception travel beside the ids) and a fixed number of
-action bin tokens per turn instead of text and <|eot|>, the reward on the last bin. Each segment is
-tokenized on its own, so the policy rebuilds exactly the same ids at inference. Sequences longer than `max_length` keep whole turns from the start
-(plus the observation after the last kept turn, to bootstrap from); the rest of the episode is dropped
-and counted. A terminated episode's final observation is left out (nothing bootstraps from it).
+ending in the end-of-turn token. `action_mask` marks agent tokens (the action text and its <|eot|>),
+`turn_end` marks each turn's last agent token (its <|eot|>), and the turn's unit reward sits on that token.
+Turn ends are marked, not inferred from where agent tokens stop, since an observation may encode to no
+tokens. Pixel tasks (`ActionCodec`) use the same layout with one `<|obs|>` token per observation (its image
+and proprioception travel beside the ids) and a fixed number of action bin tokens per turn instead of text
+and <|eot|>, the turn end and reward on the last bin. Each segment is tokenized on its own, so the policy
+rebuilds exactly the same ids at inference. Sequences longer than `max_length` keep whole turns from the
+start (plus the observation after the last kept turn, to bootstrap from); the rest of the episode is
+dropped and counted. A terminated episode's final observation is left out (nothing bootstraps from it).
 """
 
 from __future__ import annotations
@@ -97,9 +99,10 @@ def make_codec(tokenizer, task):
 
 def encode_episode(codec: TurnCodec | ActionCodec, observations: Sequence[str], actions: Sequence[str],
                    unit_rewards: Sequence[float], terminated: bool, max_length: int) -> dict[str, Any]:
-    """One training row: input_ids, action_mask, rewards, length, terminated, kept/dropped turn counts."""
+    """One training row: input_ids, action_mask, turn_end, rewards, length, terminated, kept/dropped turn counts."""
     ids = codec.observation_ids(observations[0])
     mask = [0] * len(ids)
+    turn_end = [0] * len(ids)
     rewards = [0.0] * len(ids)
     kept = 0
     for t, action in enumerate(actions):
@@ -110,13 +113,15 @@ def encode_episode(codec: TurnCodec | ActionCodec, observations: Sequence[str], 
             break
         ids += act + obs
         mask += [1] * len(act) + [0] * len(obs)
+        turn_end += [0] * (len(act) - 1) + [1] + [0] * len(obs)
         rewards += [0.0] * (len(act) - 1) + [float(unit_rewards[t])] + [0.0] * len(obs)
         kept += 1
     if kept == 0:
-        ids, mask, rewards = [], [], []
+        ids, mask, turn_end, rewards = [], [], [], []
     return {
         "input_ids": np.asarray(ids, dtype=np.int32),
         "action_mask": np.asarray(mask, dtype=np.int8),
+        "turn_end": np.asarray(turn_end, dtype=np.int8),
         "rewards": np.asarray(rewards, dtype=np.float32),
         "length": len(ids),
         "terminated": bool(terminated and kept == len(actions)),

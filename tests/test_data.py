@@ -1,4 +1,7 @@
-"""Step datasets: Parquet round trip in any shard order, metadata, and errors that name file and row."""
+"""Step datasets: Parquet round trip in any shard order, metadata, and errors that name file and row.
+
+A folder is read only when it is the one its dataset.json describes (schema version, shards and their row
+counts, episode and step counts); each mismatch is one DataError naming the file or folder."""
 
 import json
 import os
@@ -9,7 +12,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.data import DataError, Episode, episodes_to_table, load_episodes, read_episodes, shard_files
+from pipeline.data import (
+    METADATA_FILE,
+    SCHEMA_VERSION,
+    STEP_SCHEMA,
+    DataError,
+    Episode,
+    episodes_to_table,
+    load_episodes,
+    read_episodes,
+    read_metadata,
+    shard_files,
+    shard_list,
+    write_metadata,
+)
 
 
 def make_episode(i: int, steps: int = 3, terminated: bool = True) -> Episode:
@@ -20,12 +36,14 @@ def make_episode(i: int, steps: int = 3, terminated: bool = True) -> Episode:
 
 
 def write_shards(folder, episodes, shards=3):
+    """Shards and the dataset.json that describes them, as `pipeline.collect` writes it."""
     os.makedirs(folder, exist_ok=True)
     rows = episodes_to_table(episodes).to_pylist()
     random.Random(0).shuffle(rows)  # steps of one episode end up in different shards, out of order
-    from pipeline.data import STEP_SCHEMA
     for s in range(shards):
         pq.write_table(pa.Table.from_pylist(rows[s::shards], schema=STEP_SCHEMA), f"{folder}/part-{s:05d}-0.parquet")
+    write_metadata(str(folder), {"schema_version": SCHEMA_VERSION, "shards": shard_list(str(folder)),
+                                 "num_episodes": len(episodes), "num_steps": sum(len(e.actions) for e in episodes)})
 
 
 def test_round_trip_in_any_shard_order(tmp_path):
@@ -48,7 +66,6 @@ def corrupt(folder, mutate):
     file = shard_files(str(folder))[1]
     rows = pq.read_table(file).to_pylist()
     mutate(rows)
-    from pipeline.data import STEP_SCHEMA
     pq.write_table(pa.Table.from_pylist(rows, schema=STEP_SCHEMA), file)
     return file
 
@@ -81,6 +98,52 @@ def test_malformed_shard_schema_and_garbage_file(tmp_path):
 
 
 def test_missing_dataset(tmp_path):
-    with pytest.raises(DataError, match="no Parquet shards"):
+    with pytest.raises(DataError, match=f"no {METADATA_FILE}"):
         load_episodes(str(tmp_path))
     shutil.rmtree(tmp_path)
+
+
+def edit_metadata(folder, **changes):
+    meta = read_metadata(str(folder))
+    meta.update(changes)
+    write_metadata(str(folder), meta)
+
+
+def test_metadata_claiming_more_episodes_than_the_shards_hold_is_refused(tmp_path, ray_local):
+    """The probe's case: dataset.json said 5,000 episodes, the Parquet held 200 (here 6); the Ray path
+    (training) and the in-memory path both refuse, before any row is used."""
+    write_shards(tmp_path / "d", [make_episode(i) for i in range(6)])
+    edit_metadata(tmp_path / "d", num_episodes=5000)
+    message = "the shards hold 6 episodes and 18 steps, but dataset.json says 5000 episodes and 18 steps"
+    with pytest.raises(DataError, match=message):
+        read_episodes(str(tmp_path / "d"))
+    with pytest.raises(DataError, match=message):
+        load_episodes(str(tmp_path / "d"))
+
+
+def test_a_deleted_shard_is_named(tmp_path):
+    write_shards(tmp_path / "d", [make_episode(i) for i in range(6)])
+    os.remove(shard_files(str(tmp_path / "d"))[1])
+    with pytest.raises(DataError, match=r"shard part-00001-0.parquet is listed in dataset.json but missing"):
+        load_episodes(str(tmp_path / "d"))
+
+
+def test_a_shard_with_other_rows_or_an_unlisted_shard_is_named(tmp_path):
+    write_shards(tmp_path / "d", [make_episode(i) for i in range(6)])
+    file = shard_files(str(tmp_path / "d"))[2]
+    pq.write_table(pq.read_table(file).slice(0, 3), file)
+    with pytest.raises(DataError, match=r"part-00002-0.parquet: 3 rows, but dataset.json lists 8"):
+        load_episodes(str(tmp_path / "d"))
+    write_shards(tmp_path / "d", [make_episode(i) for i in range(6)])
+    shutil.copy(file, tmp_path / "d" / "part-00009-0.parquet")
+    with pytest.raises(DataError, match="shard part-00009-0.parquet is not listed in dataset.json"):
+        load_episodes(str(tmp_path / "d"))
+
+
+@pytest.mark.parametrize("version", [None, 1, SCHEMA_VERSION + 1])
+def test_another_schema_version_is_refused(tmp_path, version):
+    write_shards(tmp_path / "d", [make_episode(i) for i in range(3)])
+    edit_metadata(tmp_path / "d", schema_version=version)
+    with pytest.raises(DataError, match=f"dataset.json: schema_version {version!r}, but this code reads version "
+                                        f"{SCHEMA_VERSION}"):
+        load_episodes(str(tmp_path / "d"))

@@ -7,6 +7,7 @@ import torch
 
 from pipeline.extraction import extracted_log_probs
 from pipeline.losses import bc_token_losses, bellman_targets, qsft_token_losses, transitions
+from pipeline.tokenize import encode_episode
 
 GAMMA = 0.9
 
@@ -16,13 +17,14 @@ GAMMA = 0.9
 #   row 1:      o  a  E  o  a  E  pad   terminated (length 6)
 IDS = torch.tensor([[0, 1, 3, 2, 1, 3, 0], [0, 1, 3, 2, 1, 3, 0]])
 MASK = torch.tensor([[0, 1, 1, 0, 1, 1, 0], [0, 1, 1, 0, 1, 1, 0]])
+TURN_END = torch.tensor([[0, 0, 1, 0, 0, 1, 0], [0, 0, 1, 0, 0, 1, 0]])
 REWARDS = torch.tensor([[0, 0, 0.1, 0, 0, 0.5, 0], [0, 0, 0.2, 0, 0, 0.6, 0]])
 LENGTHS = torch.tensor([7, 6])
 TERMINATED = torch.tensor([False, True])
 
 
 def test_transitions_index_states_next_states_rewards_and_discounts():
-    tr = transitions(IDS, MASK, REWARDS, LENGTHS, TERMINATED, GAMMA)
+    tr = transitions(IDS, MASK, TURN_END, REWARDS, LENGTHS, TERMINATED, GAMMA)
     assert tr.row.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     assert tr.action.tolist() == [1, 3, 1, 3] * 2
     # p(a_i|s_i) is read at i - 1.
@@ -37,13 +39,46 @@ def test_transitions_index_states_next_states_rewards_and_discounts():
 
 
 def test_per_token_discount_applies_gamma_at_every_agent_token():
-    tr = transitions(IDS, MASK, REWARDS, LENGTHS, TERMINATED, GAMMA, per_token_discount=True)
+    tr = transitions(IDS, MASK, TURN_END, REWARDS, LENGTHS, TERMINATED, GAMMA, per_token_discount=True)
     assert tr.discount.tolist() == pytest.approx([GAMMA] * 7 + [0])
 
 
 def test_agent_token_at_position_zero_is_rejected():
     with pytest.raises(ValueError, match="position 0"):
-        transitions(IDS[:1], torch.tensor([[1, 1, 1, 0, 1, 1, 0]]), REWARDS[:1], LENGTHS[:1], TERMINATED[:1], GAMMA)
+        transitions(IDS[:1], torch.tensor([[1, 1, 1, 0, 1, 1, 0]]), TURN_END[:1], REWARDS[:1], LENGTHS[:1],
+                    TERMINATED[:1], GAMMA)
+
+
+class StubCodec:
+    """Observation characters are token 2, action characters token 1, then <|eot|> = 3."""
+
+    def observation_ids(self, text):
+        return [2] * len(text)
+
+    def action_ids(self, text):
+        return [1] * len(text) + [3]
+
+
+def test_an_observation_of_zero_tokens_still_ends_the_turn():
+    """The second observation is empty, so turn 1's <|eot|> is followed directly by turn 2's first token:
+    the turn end comes from tokenization, and gamma still applies across it."""
+    row = encode_episode(StubCodec(), ["ab", "", "c"], ["x", "y"], [0.1, 0.5], terminated=False, max_length=50)
+    #   pos:       0  1  2  3  4  5  6
+    #   ids:       o  o  x  E  y  E  o
+    assert row["input_ids"].tolist() == [2, 2, 1, 3, 1, 3, 2]
+    assert row["action_mask"].tolist() == [0, 0, 1, 1, 1, 1, 0]
+    assert row["turn_end"].tolist() == [0, 0, 0, 1, 0, 1, 0]
+    batch = {k: torch.as_tensor(row[k])[None] for k in ("input_ids", "action_mask", "turn_end", "rewards")}
+    tr = transitions(*batch.values(), torch.tensor([row["length"]]), torch.tensor([False]), GAMMA)
+    assert tr.state_pos.tolist() == [1, 2, 3, 4]
+    assert tr.next_state_pos.tolist() == [2, 3, 4, 6]   # after the first <|eot|>, s' ends just before y
+    assert tr.reward.tolist() == pytest.approx([0, 0.1, 0, 0.5])
+    assert tr.discount.tolist() == pytest.approx([1, GAMMA, 1, GAMMA])   # adjacency alone would give 1 at E
+
+
+def test_a_row_whose_last_agent_token_ends_no_turn_is_rejected():
+    with pytest.raises(ValueError, match="turn_end"):
+        transitions(IDS, MASK, torch.zeros_like(TURN_END), REWARDS, LENGTHS, TERMINATED, GAMMA)
 
 
 def logits_of(probs):
@@ -83,7 +118,7 @@ def test_targets_are_read_with_behaviour_at_the_next_state_not_the_current_one()
     behaviour[0, 1] = logits_of([0.97, 0.01, 0.01, 0.01])  # s_i of the <|eot|> at i = 2
     behaviour[0, 3] = logits_of([0.25, 0.25, 0.25, 0.25])  # s'_i of that <|eot|>
     target[0, 3] = logits_of([0.1, 0.1, 0.1, 0.7])
-    tr = transitions(IDS, MASK, REWARDS, LENGTHS, TERMINATED, GAMMA)
+    tr = transitions(IDS, MASK, TURN_END, REWARDS, LENGTHS, TERMINATED, GAMMA)
     y = bellman_targets(target[tr.row, tr.next_state_pos].log_softmax(-1),
                         behaviour[tr.row, tr.next_state_pos].log_softmax(-1), tr.reward, tr.discount, 0.01).target
     # Transition 1 (row 0, <|eot|> at 2): 0.1 + 0.9 * max(0.7 / 0.25) -> clipped to 1; with pi_beta read at
