@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any
+from typing import Any, NoReturn
 
-from pipeline.config import ConfigError
+from pipeline.config import CollectConfig, ConfigError, apply_overrides
+
+
+def _error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """Exit with status 2 and one line on stderr (argparse's `error` would print the usage too)."""
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -50,13 +55,14 @@ def pipeline_main(family: str, argv: list[str] | None = None, tasks: tuple[str, 
     stages = tuple(s for s in args.stages.split(",") if s)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        parser.exit(2, f"error: unknown stage(s) {', '.join(unknown)} in --stages; the stages are {', '.join(STAGES)}\n")
-    try:
+        _error(parser, f"unknown stage(s) {', '.join(unknown)} in --stages; the stages are {', '.join(STAGES)}")
+    try:  # fail on a bad section or field before anything starts
         overrides = _parse_sets(args.set)
         for task in chosen:
-            stage_configs(task, args.preset, overrides)  # fail on a bad field before anything starts
-    except ConfigError as err:
-        parser.exit(2, f"error: {err}\n")
+            collect_settings = stage_configs(task, args.preset, overrides)[0]
+            apply_overrides(CollectConfig(), collect_settings)
+    except ValueError as err:  # ConfigError, or an unknown section
+        _error(parser, str(err))
     init_ray()
     results = {task: run_pipeline(task, os.path.join(args.out, task) if tasks else args.out, args.preset, overrides,
                                   force=tuple(args.force), stages=stages)
@@ -95,11 +101,11 @@ def collect_main(argv: list[str] | None = None) -> dict:
 
 def train_main(argv: list[str] | None = None):
     """`jobs/train.py`: one training stage (bc or qsft) as its own Ray Train job."""
-    from pipeline.data import read_metadata
+    from pipeline.data import DataError, read_metadata
     from pipeline.presets import PRESET_NAMES
     from pipeline.run import stage_configs
     from pipeline.runtime import init_ray
-    from pipeline.train import run_stage
+    from pipeline.train import check_bc_checkpoint, run_stage
 
     parser = argparse.ArgumentParser(description="run one training stage; other --field value flags override "
                                                  "TrainConfig fields (e.g. --lr 1e-4 --model.n_layer 4)")
@@ -110,11 +116,21 @@ def train_main(argv: list[str] | None = None):
     parser.add_argument("--preset", default="tiny", choices=PRESET_NAMES)
     args, rest = parser.parse_known_args(argv)
     overrides = _parse_flags(parser, rest)
-    task = read_metadata(args.data)["task"]
+    if args.stage == "qsft" and not args.bc_checkpoint:
+        _error(parser, "--stage qsft needs --bc-checkpoint, the BC stage's checkpoint folder (<bc out>/checkpoint)")
+    try:
+        task = read_metadata(args.data)["task"]
+    except DataError as err:
+        _error(parser, f"--data: {err}")
+    if args.stage == "qsft":
+        try:
+            check_bc_checkpoint(args.bc_checkpoint, task)
+        except ValueError as err:
+            _error(parser, f"--bc-checkpoint: {err}")
     try:
         _, bc_cfg, qsft_cfg, _ = stage_configs(task, args.preset, {args.stage: overrides})
     except ConfigError as err:
-        parser.exit(2, f"error: {err}\n")
+        _error(parser, str(err))
     init_ray()
     result = run_stage(bc_cfg if args.stage == "bc" else qsft_cfg, args.data, args.out, task,
                        bc_checkpoint=args.bc_checkpoint)
@@ -129,7 +145,7 @@ def _parse_flags(parser: argparse.ArgumentParser, rest: list[str]) -> dict[str, 
     while i < len(rest):
         flag = rest[i]
         if not flag.startswith("--"):
-            parser.exit(2, f"error: unexpected argument {flag!r}\n")
+            _error(parser, f"unexpected argument {flag!r}")
         if "=" in flag:
             key, value = flag[2:].split("=", 1)
             i += 1
@@ -137,7 +153,7 @@ def _parse_flags(parser: argparse.ArgumentParser, rest: list[str]) -> dict[str, 
             key, value = flag[2:], rest[i + 1]
             i += 2
         else:
-            parser.exit(2, f"error: flag {flag} needs a value\n")
+            _error(parser, f"flag {flag} needs a value")
         overrides[key.replace("-", "_")] = value
     return overrides
 
@@ -170,4 +186,4 @@ def sweep_main(argv: list[str] | None = None):
         return run_sweep(args.task, args.run or os.path.join("runs", args.task), args.stage, search,
                          args.num_samples, args.preset, overrides, args.max_concurrent, args.scheduler)
     except ConfigError as err:
-        parser.exit(2, f"error: {err}\n")
+        _error(parser, str(err))

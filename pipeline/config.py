@@ -33,9 +33,9 @@ class ModelConfig:
 
 
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(n_layer=2, n_embd=128, n_head=4, max_length=256, vocab_size=512),
-    "small": dict(n_layer=6, n_embd=384, n_head=6, max_length=512, vocab_size=2048),
-    "gpt2-medium": dict(n_layer=24, n_embd=1024, n_head=16, max_length=1024, vocab_size=8192),
+    "tiny": {"n_layer": 2, "n_embd": 128, "n_head": 4, "max_length": 256, "vocab_size": 512},
+    "small": {"n_layer": 6, "n_embd": 384, "n_head": 6, "max_length": 512, "vocab_size": 2048},
+    "gpt2-medium": {"n_layer": 24, "n_embd": 1024, "n_head": 16, "max_length": 1024, "vocab_size": 8192},
 }
 
 
@@ -57,8 +57,8 @@ class TrainConfig:
     cpus_per_worker: float = 0.5    # fractional so two workers plus Ray Data fit on 2 cores
     use_gpu: bool = False
     bf16: bool = False              # autocast to bfloat16 on GPU
-    checkpoint_every: int = 0       # steps between checkpoints (0: only at the end)
-    log_every: int = 10
+    checkpoint_every: int = 0       # steps between checkpoints, independent of log_every (0: only at the end)
+    log_every: int = 10             # steps between metric logs (MLflow)
     # Q-SFT only
     gamma: float = 0.99
     per_token_discount: bool = False
@@ -69,6 +69,15 @@ class TrainConfig:
     tau: float = 0.005              # Polyak rate
     hard_update_every: int = 100    # steps between hard copies
     init_from: Literal["pretrained", "bc"] = "pretrained"
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """The collection stage: behaviour-policy episodes of the task's training split."""
+
+    episodes: int = 1000
+    seed: int = 0
+    behaviour: dict[str, Any] = field(default_factory=dict)  # overrides the task's default_behaviour_params
 
 
 @dataclass(frozen=True)
@@ -164,9 +173,9 @@ def _coerce(name: str, hint: Any, current: Any, value: Any) -> Any:
 
 _POSITIVE = ("lr", "batch_size", "epochs", "num_workers", "cpus_per_worker", "n_layer", "n_embd", "n_head",
              "max_length", "vocab_size", "num_episodes", "num_actors", "cpus_per_actor", "envs_per_actor",
-             "max_action_tokens", "hard_update_every", "num_validation_episodes")
+             "max_action_tokens", "hard_update_every", "num_validation_episodes", "log_every", "episodes")
 _UNIT_INTERVAL = ("gamma", "tau", "support_eps", "dropout")
-_NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures")
+_NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures", "checkpoint_every")
 
 
 def _validate(cfg: Any) -> None:

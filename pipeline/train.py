@@ -26,11 +26,13 @@ import torch
 from pipeline import losses
 from pipeline.config import ConfigError, TrainConfig, from_dict, to_dict
 from pipeline.models import (
+    STAGE_FILE,
     TRAINER_STATE_FILE,
     TokenLogits,
     load_initial_model,
     load_model,
     load_tokenizer,
+    read_stage_info,
     save_checkpoint,
 )
 
@@ -77,6 +79,7 @@ def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
         "input_ids": input_ids,
         "attention_mask": (torch.arange(width)[None, :] < length[:, None]).long(),
         "action_mask": pad("action_mask", 0, torch.long),
+        "turn_end": pad("turn_end", 0, torch.long),
         "rewards": pad("rewards", 0.0, torch.float32),
         "lengths": length,
         "terminated": torch.as_tensor(np.asarray(batch["terminated"], dtype=bool)),
@@ -92,8 +95,8 @@ def observation_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn.Module,
               target: torch.nn.Module | None, behaviour: torch.nn.Module | None) -> tuple[torch.Tensor, dict]:
     """The stage's loss on one padded batch, and its diagnostics."""
-    tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["rewards"], batch["lengths"],
-                            batch["terminated"], cfg.gamma, cfg.per_token_discount)
+    tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
+                            batch["lengths"], batch["terminated"], cfg.gamma, cfg.per_token_discount)
     ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
     logits = policy(ids, attn, tr.row, tr.state_pos, **obs)
     if cfg.stage == "bc":
@@ -157,7 +160,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint:
         with checkpoint.as_directory() as folder:
             model = load_model(folder).train()
-            state = torch.load(os.path.join(folder, TRAINER_STATE_FILE), weights_only=False)
+            state = load_trainer_state(folder)
 
     target = behaviour = None
     if cfg.stage == "qsft":
@@ -183,12 +186,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     window: dict[str, list[float]] = {}
     tick, tokens = time.perf_counter(), 0
 
-    def report(final: bool) -> None:
+    def report(log: bool, save: bool) -> None:
+        """Log the metrics since the last log (`log`), and report a checkpoint to Ray Train (`save`)."""
         metrics = {k: float(np.mean(v)) for k, v in window.items()}
         metrics.update(step=step, tokens_per_s=tokens / max(1e-9, time.perf_counter() - tick))
-        if rank == 0 and config.get("mlflow"):
+        if log and rank == 0 and config.get("mlflow"):
             _log_mlflow(config["mlflow"], metrics, step)
-        save = final or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
         if not save:
             return
         with tempfile.TemporaryDirectory() as tmp:
@@ -225,11 +228,36 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 window.setdefault(key, []).append(float(value))
             if bar is not None:
                 bar.update(1)
-            if step % cfg.log_every == 0 or step == total:
-                report(final=step == total)
+            log = step % cfg.log_every == 0 or step == total
+            save = step == total or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0)
+            if log or save:
+                report(log, save)
+            if log:
                 window, tick, tokens = {}, time.perf_counter(), 0
     if bar is not None:
         bar.close()
+
+
+def load_trainer_state(folder: str) -> dict[str, Any]:
+    """A checkpoint's step, optimizer and target-network state, read without unpickling arbitrary objects.
+
+    `weights_only=True` admits only tensors and plain containers and numbers, so a crafted
+    `trainer_state.pt` in a run folder (shared storage, or one someone hands you) cannot run code on resume.
+    """
+    return torch.load(os.path.join(folder, TRAINER_STATE_FILE), weights_only=True)
+
+
+def check_bc_checkpoint(path: str, task_name: str) -> None:
+    """Raise ValueError unless `path` is a checkpoint folder written by the BC stage of `task_name`."""
+    if not os.path.isfile(os.path.join(path, STAGE_FILE)):
+        raise ValueError(f"{path} is not a checkpoint folder (it has no {STAGE_FILE}); "
+                         "expected the BC stage's <out>/checkpoint")
+    info = read_stage_info(path)
+    if info.get("stage") != "bc":
+        raise ValueError(f"{path} was written by the {info.get('stage')!r} stage; expected a BC checkpoint")
+    if info.get("task") != task_name:
+        raise ValueError(f"{path} was trained on task {info.get('task')!r}; expected a checkpoint of "
+                         f"{task_name!r}, the task of the data")
 
 
 def _log_mlflow(info: dict[str, str], metrics: dict[str, float], step: int) -> None:
@@ -297,9 +325,10 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
 
     from pipeline import tracking
 
-    if cfg.stage == "qsft" and not bc_checkpoint:
-        raise ValueError("the qsft stage needs bc_checkpoint (the BC stage's checkpoint folder)")
     if cfg.stage == "qsft":
+        if not bc_checkpoint:
+            raise ValueError("the qsft stage needs bc_checkpoint (the BC stage's checkpoint folder)")
+        check_bc_checkpoint(bc_checkpoint, task_name)
         floor = losses.label_smoothing_floor(len(load_tokenizer(bc_checkpoint)))
         if cfg.support_eps <= floor:
             raise ConfigError(f"config field 'support_eps' ({cfg.support_eps}) must exceed the label-smoothing "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import ConfigError, ModelConfig, TrainConfig, apply_overrides
+from pipeline.config import CollectConfig, ConfigError, ModelConfig, TrainConfig, apply_overrides
 from pipeline.models import build_tokenizer, load_initial_model
 from pipeline.run import stage_configs
 from pipeline.tokenize import EOT, TurnCodec, encode_episode
@@ -16,6 +16,7 @@ from pipeline.tokenize import EOT, TurnCodec, encode_episode
 @pytest.mark.parametrize("overrides, field", [
     ({"lrr": "1e-3"}, "'lrr'"), ({"gamma": "1.5"}, "'gamma'"), ({"stage": "ppo"}, "'stage'"),
     ({"batch_size": "many"}, "'batch_size'"), ({"model.n_head": "3"}, "'n_embd'"), ({"model.depth": 2}, "'model.depth'"),
+    ({"log_every": "0"}, "'log_every'"), ({"checkpoint_every": "-1"}, "'checkpoint_every'"),
 ])
 def test_bad_config_values_name_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field):
@@ -24,8 +25,25 @@ def test_bad_config_values_name_the_field(overrides, field):
 
 def test_cli_rejects_a_bad_field_before_starting_anything():
     job = subprocess.run([sys.executable, "jobs/qsft_wordle.py", "--out", "/nonexistent/x", "--set", "qsft.betta=2"],
-                         capture_output=True, text=True, timeout=120)
+                         check=False, capture_output=True, text=True, timeout=120)
     assert job.returncode == 2 and "unknown config field 'betta'" in job.stderr
+
+
+def test_collect_section_is_checked_like_the_others():
+    cfg = apply_overrides(CollectConfig(), {"episodes": "10", "behaviour": '{"random_prob": 0.3}'})
+    assert cfg.episodes == 10 and cfg.behaviour == {"random_prob": 0.3}
+    for overrides, field in (({"episods": "10"}, "'episods'"), ({"episodes": "0"}, "'episodes'"),
+                             ({"behaviour": "0.3"}, "'behaviour'")):
+        with pytest.raises(ConfigError, match=field):
+            apply_overrides(CollectConfig(), overrides)
+
+
+@pytest.mark.parametrize("flag, message", [("collect.episods=10", "unknown config field 'episods'"),
+                                           ("colect.episodes=10", "unknown override section 'colect'")])
+def test_cli_rejects_a_collect_typo_before_starting_anything(flag, message):
+    job = subprocess.run([sys.executable, "jobs/qsft_wordle.py", "--out", "/nonexistent/x", "--set", flag],
+                         check=False, capture_output=True, text=True, timeout=120)
+    assert job.returncode == 2 and message in job.stderr and "Traceback" not in job.stderr
 
 
 def test_presets_build_valid_configs():
@@ -86,7 +104,7 @@ def test_selection_grids_parse_from_the_command_line_and_name_bad_values():
 
 def test_cli_rejects_an_unknown_stage_before_starting_anything():
     job = subprocess.run([sys.executable, "jobs/qsft_maze.py", "--out", "/nonexistent/x", "--stages", "collect,evaluat"],
-                         capture_output=True, text=True, timeout=120)
+                         check=False, capture_output=True, text=True, timeout=120)
     assert job.returncode == 2 and "unknown stage(s) evaluat" in job.stderr
 
 
