@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any, NoReturn
 
-from pipeline.config import CollectConfig, ConfigError, apply_overrides
+from pipeline.config import ConfigError
 
 
 def _error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
@@ -28,8 +28,6 @@ def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
         section, dot, field = key.partition(".")
         if not sep or not dot:
             raise ConfigError(f"--set expects section.field=value, got {pair!r}")
-        if section in ("collect",) and field == "behaviour":
-            value = json.loads(value)
         out.setdefault(section, {})[field] = value
     return out
 
@@ -37,6 +35,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, dict[str, Any]]:
 def pipeline_main(family: str, argv: list[str] | None = None, tasks: tuple[str, ...] = ()) -> dict:
     """`jobs/qsft_<family>.py`: the whole staged pipeline of one task, or of each of `tasks` in turn
     (then `--task` picks some, outputs go to `<out>/<task>`, and the result is keyed by task)."""
+    from pipeline.data import DataError, FolderBusy
     from pipeline.presets import PRESET_NAMES
     from pipeline.run import STAGES, run_pipeline, stage_configs
     from pipeline.runtime import init_ray
@@ -59,14 +58,16 @@ def pipeline_main(family: str, argv: list[str] | None = None, tasks: tuple[str, 
     try:  # fail on a bad section or field before anything starts
         overrides = _parse_sets(args.set)
         for task in chosen:
-            collect_settings = stage_configs(task, args.preset, overrides)[0]
-            apply_overrides(CollectConfig(), collect_settings)
+            stage_configs(task, args.preset, overrides)
     except ValueError as err:  # ConfigError, or an unknown section
         _error(parser, str(err))
     init_ray()
-    results = {task: run_pipeline(task, os.path.join(args.out, task) if tasks else args.out, args.preset, overrides,
-                                  force=tuple(args.force), stages=stages)
-               for task in chosen}
+    try:
+        results = {task: run_pipeline(task, os.path.join(args.out, task) if tasks else args.out, args.preset,
+                                      overrides, force=tuple(args.force), stages=stages)
+                   for task in chosen}
+    except (DataError, FolderBusy) as err:  # a bad dataset, or another run writing the same folder
+        _error(parser, str(err))
     return results if tasks else results[family]
 
 
@@ -74,6 +75,7 @@ def collect_main(argv: list[str] | None = None) -> dict:
     """`jobs/collect.py`: behaviour episodes -> sharded Parquet + dataset.json."""
     import envs
     from pipeline.collect import collect
+    from pipeline.data import DataError, FolderBusy
     from pipeline.runtime import init_ray
 
     parser = argparse.ArgumentParser(description="collect behaviour-policy episodes into sharded Parquet")
@@ -90,8 +92,11 @@ def collect_main(argv: list[str] | None = None) -> dict:
     if args.random_prob is not None:
         params["random_prob"] = args.random_prob
     init_ray()
-    meta = collect(args.task, args.episodes, args.out, seed=args.seed, workers=args.workers, shards=args.shards,
-                   behaviour_params=params)
+    try:
+        meta = collect(args.task, args.episodes, args.out, seed=args.seed, workers=args.workers,
+                       shards=args.shards, behaviour_params=params)
+    except (DataError, FolderBusy) as err:  # another writer holds --out, or no shard was written
+        _error(parser, str(err))
     ret = meta["return"]
     print(f"{meta['num_episodes']} episodes, {meta['num_steps']} steps in {meta['num_shards']} shards -> {args.out}")
     print(f"return mean {ret['mean']:.3f} (std {ret['std']:.3f}, min {ret['min']:.1f}, max {ret['max']:.1f}); "

@@ -22,7 +22,14 @@ import time
 from typing import Any
 
 from pipeline import tracking
-from pipeline.config import MODEL_PRESETS, EvalConfig, ModelConfig, TrainConfig, apply_overrides
+from pipeline.config import (
+    MODEL_PRESETS,
+    CollectConfig,
+    EvalConfig,
+    ModelConfig,
+    TrainConfig,
+    apply_overrides,
+)
 from pipeline.presets import preset
 
 STAGES = ("collect", "bc", "qsft", "select", "eval", "report")
@@ -30,7 +37,7 @@ STAGE_SECONDS_FILE = "stage_seconds.json"
 
 
 def stage_configs(task: str, preset_name: str, overrides: dict[str, dict[str, Any]] | None = None):
-    """(collect settings, BC config, Q-SFT config, eval config) of a preset with `overrides` applied."""
+    """(collect, BC, Q-SFT, eval) configs of a preset with `overrides` applied; a bad field raises ConfigError."""
     plan = preset(task, preset_name)
     for section, values in (overrides or {}).items():
         if section not in ("collect", "train", "bc", "qsft", "eval"):
@@ -45,7 +52,8 @@ def stage_configs(task: str, preset_name: str, overrides: dict[str, dict[str, An
     bc = apply_overrides(base, {"stage": "bc", **plan.get("bc", {})})
     qsft = apply_overrides(base, {"stage": "qsft", **plan.get("qsft", {})})
     evaluation = apply_overrides(EvalConfig(), plan.get("eval", {}))
-    return plan.get("collect", {}), bc, qsft, evaluation
+    collect = apply_overrides(CollectConfig(), plan.get("collect", {}))
+    return collect, bc, qsft, evaluation
 
 
 def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict | None = None,
@@ -93,8 +101,8 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
 
     if needed("collect", os.path.join(data, METADATA_FILE)):
         t = time.perf_counter()
-        meta = collect(task, int(collect_cfg.get("episodes", 1000)), data, seed=int(collect_cfg.get("seed", 0)),
-                       behaviour_params=collect_cfg.get("behaviour"), progress=progress)
+        meta = collect(task, collect_cfg.episodes, data, seed=collect_cfg.seed,
+                       behaviour_params=collect_cfg.behaviour or None, progress=progress)
         record_time("collect", t)
         print(f"[collect] {meta['num_episodes']} episodes, {meta['num_steps']} steps, "
               f"mean return {meta['return']['mean']:.2f}, success {100 * meta['success_rate']:.1f}%")

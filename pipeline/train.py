@@ -260,6 +260,20 @@ def check_bc_checkpoint(path: str, task_name: str) -> None:
                          f"{task_name!r}, the task of the data")
 
 
+def output_vocab_size(checkpoint: str) -> int:
+    """The width of a checkpoint's logits, the V that `losses.qsft_token_losses` smooths over.
+
+    It can exceed len(tokenizer) (a pretrained embedding padded to a multiple of 64, say), so the
+    label-smoothing floor is taken from the model; Q-SFT's policy has the BC model's shape. The model is
+    built on the meta device from its config: no weights are read.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(checkpoint))
+    return model.get_output_embeddings().out_features
+
+
 def _log_mlflow(info: dict[str, str], metrics: dict[str, float], step: int) -> None:
     import mlflow
 
@@ -329,11 +343,12 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
         if not bc_checkpoint:
             raise ValueError("the qsft stage needs bc_checkpoint (the BC stage's checkpoint folder)")
         check_bc_checkpoint(bc_checkpoint, task_name)
-        floor = losses.label_smoothing_floor(len(load_tokenizer(bc_checkpoint)))
+        vocab = output_vocab_size(bc_checkpoint)
+        floor = losses.label_smoothing_floor(vocab)
         if cfg.support_eps <= floor:
             raise ConfigError(f"config field 'support_eps' ({cfg.support_eps}) must exceed the label-smoothing "
-                              f"floor 1/(V-1) = {floor:.4f} of the {bc_checkpoint} vocabulary, else the Bellman "
-                              f"targets saturate at 1; use e.g. {min(0.5, 3 * floor):.2f}")
+                              f"floor 1/(V-1) = {floor:.4f} of the {bc_checkpoint} model (V = {vocab} logits), "
+                              f"else the Bellman targets saturate at 1; use e.g. {min(0.5, 3 * floor):.2f}")
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     data = data or prepare_data(cfg, data_dir, out, task_name, bc_checkpoint)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.cli import _parse_sets
 from pipeline.config import CollectConfig, ConfigError, ModelConfig, TrainConfig, apply_overrides
 from pipeline.models import build_tokenizer, load_initial_model
-from pipeline.run import stage_configs
+from pipeline.run import run_pipeline, stage_configs
 from pipeline.tokenize import EOT, TurnCodec, encode_episode
 
 
@@ -49,7 +50,21 @@ def test_cli_rejects_a_collect_typo_before_starting_anything(flag, message):
 def test_presets_build_valid_configs():
     collect, bc, qsft, evaluation = stage_configs("wordle", "gpu")
     assert bc.stage == "bc" and qsft.stage == "qsft" and qsft.use_gpu and bc.model.n_layer == 24
-    assert collect["episodes"] == 20000 and evaluation.num_actors == 8
+    assert collect.episodes == 20000 and evaluation.num_actors == 8
+    collect = stage_configs("wordle", "tiny", _parse_sets(['collect.behaviour={"random_prob": 0.3}']))[0]
+    assert collect.behaviour == {"random_prob": 0.3}
+
+
+def test_run_pipeline_rejects_a_collect_typo_before_collecting(tmp_path, monkeypatch):
+    """A program calling run_pipeline directly gets the same check as the command line."""
+    from pipeline import collect
+
+    def collection_started(*args, **kwargs):
+        raise AssertionError("collection (and Ray) was started")
+
+    monkeypatch.setattr(collect, "collect", collection_started)
+    with pytest.raises(ConfigError, match="unknown config field 'episods' for CollectConfig"):
+        run_pipeline("wordle", str(tmp_path), overrides={"collect": {"episods": 10}})
 
 
 @pytest.fixture(scope="module")

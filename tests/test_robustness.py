@@ -1,13 +1,23 @@
-"""Bad inputs fail early and plainly: crafted trainer state, bad training arguments."""
+"""Bad inputs fail early and plainly: crafted trainer state, bad arguments, a busy folder, bad data."""
 
+import dataclasses
+import functools
 import json
 import os
 
 import pytest
 import torch
 
+from pipeline import train
 from pipeline.collect import collect
-from pipeline.models import STAGE_FILE, TRAINER_STATE_FILE
+from pipeline.config import ConfigError, ModelConfig, TrainConfig
+from pipeline.models import (
+    STAGE_FILE,
+    TRAINER_STATE_FILE,
+    build_tokenizer,
+    load_initial_model,
+    save_checkpoint,
+)
 from pipeline.train import load_trainer_state
 
 
@@ -62,3 +72,63 @@ def test_bad_training_arguments_are_one_line_errors_before_ray_starts(train_inpu
                                                       "{root}/out", *args]])
     stderr = capsys.readouterr().err
     assert exit_.value.code == 2 and stderr.count("\n") == 1 and message.format(root=root) in stderr, stderr
+
+
+def test_the_label_smoothing_floor_uses_the_width_of_the_logits(tmp_path, monkeypatch):
+    """A pretrained embedding padded past the tokenizer (to a multiple of 128 here): the loss smooths over
+    V = the logits' width, so the support_eps floor 1/(V-1) is that V's, not len(tokenizer)'s."""
+    mcfg = ModelConfig(n_layer=1, n_embd=32, n_head=2, max_length=64, vocab_size=300)
+    tokenizer = build_tokenizer(mcfg, ["crane", "crane: _ Y _ _ G\n", "slate: G G G G G\n"] * 30)
+    model = load_initial_model(mcfg, tokenizer, seed=1)
+    model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=128, mean_resizing=False)
+    vocab = model.get_output_embeddings().out_features
+    assert vocab > len(tokenizer)
+    bc = str(tmp_path / "bc")
+    save_checkpoint(bc, model, tokenizer, {"stage": "bc", "task": "wordle"})
+
+    class FloorPassed(Exception):
+        pass
+
+    def floor_passed(*args, **kwargs):
+        raise FloorPassed
+
+    monkeypatch.setattr(train, "prepare_data", floor_passed)  # the next step after the check
+    qsft = TrainConfig(stage="qsft", model=mcfg)
+    with pytest.raises(FloorPassed):  # above 1/(V-1), though at 1/(len(tokenizer)-1)
+        train.run_stage(dataclasses.replace(qsft, support_eps=1 / (len(tokenizer) - 1)), "data",
+                        str(tmp_path / "out"), "wordle", bc_checkpoint=bc)
+    with pytest.raises(ConfigError, match=rf"1/\(V-1\) = {1 / (vocab - 1):.4f} .*\(V = {vocab} logits\)"):
+        train.run_stage(dataclasses.replace(qsft, support_eps=1 / (vocab - 1)), "data", str(tmp_path / "out"),
+                        "wordle", bc_checkpoint=bc)
+
+
+def _one_line_error(main, argv: list[str], monkeypatch, capsys) -> str:
+    """`main(argv)`'s stderr, once it is shown to be one line and exit status 2."""
+    from pipeline import runtime
+
+    monkeypatch.setattr(runtime, "init_ray", lambda: None)  # the errors come before any Ray work
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    stderr = capsys.readouterr().err
+    assert exit_.value.code == 2 and stderr.count("\n") == 1, stderr
+    return stderr
+
+
+def test_collecting_into_a_held_folder_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from pipeline import cli
+
+    out = tmp_path / "data"
+    (tmp_path / "data.lock").write_text(json.dumps({"pid": 1, "host": "another-host"}))
+    stderr = _one_line_error(cli.collect_main, ["--task", "wordle", "--episodes", "2", "--out", str(out),
+                                                "--workers", "1"], monkeypatch, capsys)
+    assert f"{out}.lock: another writer holds this lock" in stderr
+
+
+def test_a_bad_dataset_in_the_pipeline_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from pipeline import cli
+
+    os.makedirs(tmp_path / "data")
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps({"schema_version": 1}))
+    stderr = _one_line_error(functools.partial(cli.pipeline_main, "wordle"),
+                             ["--out", str(tmp_path), "--stages", "bc"], monkeypatch, capsys)
+    assert "dataset.json: schema_version 1, but this code reads version" in stderr

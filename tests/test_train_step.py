@@ -1,6 +1,7 @@
 """The Q-SFT step with pi_beta's precomputed top-k support equals the step with a pi_beta forward."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -17,16 +18,27 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
     mcfg = ModelConfig(n_layer=1, n_embd=32, n_head=2, max_length=64, vocab_size=300)
     tokenizer = build_tokenizer(mcfg, texts)
     codec = TurnCodec(tokenizer)
-    behaviour_model = load_initial_model(mcfg, tokenizer, seed=1)
-    save_checkpoint(str(tmp_path), behaviour_model, tokenizer, {"stage": "bc"})
     rows = [encode_episode(codec, ["Guess the word.\n", "crane: _ Y _ _ G\n", "slate: G G G G G\n"],
                            ["crane", "slate"], [0.0, 0.8], terminated=t, max_length=64) for t in (True, False)]
     batch = {k: [r[k] for r in rows] for k in rows[0]}  # a numpy batch as Ray Data hands it over
+    # pi_beta fit to the rows (a random one puts ~1/V < eps on every token: both supports would be empty)
+    behaviour_model = load_initial_model(mcfg, tokenizer, seed=1)
+    optimizer = torch.optim.Adam(behaviour_model.parameters(), lr=1e-2)
+    for _ in range(20):
+        loss, _ = step_loss(TrainConfig(stage="bc", model=mcfg), pad_rows(batch, tokenizer.pad_token_id),
+                            TokenLogits(behaviour_model), None, None)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    save_checkpoint(str(tmp_path), behaviour_model, tokenizer, {"stage": "bc"})
     batch = BehaviourSupport(str(tmp_path), k=100)(batch)
     online, precomputed = pad_rows({k: v for k, v in batch.items() if not k.startswith(("behaviour", "support"))},
                                    tokenizer.pad_token_id), pad_rows(batch, tokenizer.pad_token_id)
     assert "behaviour_logp" in precomputed and "behaviour_logp" not in online
     cfg = TrainConfig(stage="qsft", model=mcfg, support_eps=0.01)
+    # every next state has a non-empty support, and the top-k is a strict subset of the vocabulary
+    assert bool((precomputed["behaviour_logp"] > math.log(cfg.support_eps)).any(-1).all())
+    assert precomputed["behaviour_ids"].shape[-1] == 100 < behaviour_model.get_output_embeddings().out_features
     model = load_initial_model(mcfg, tokenizer, seed=2)
     policy, target = TokenLogits(model), TokenLogits(copy.deepcopy(model))
     behaviour = TokenLogits(behaviour_model.eval())
