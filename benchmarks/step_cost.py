@@ -27,13 +27,15 @@ def synthetic_batch(batch: int, length: int, vocab: int, turns: int, seed: int =
     ids = torch.randint(2, vocab, (batch, length), generator=g)
     mask = torch.zeros(batch, length, dtype=torch.long)
     rewards = torch.zeros(batch, length)
+    turn_end = torch.zeros_like(mask)
     pos = 24
     while pos + 18 <= length and turns:
         mask[:, pos:pos + 8] = 1
         rewards[:, pos + 7] = torch.rand(batch, generator=g)
+        turn_end[:, pos + 7] = 1
         pos += 18
         turns -= 1
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "action_mask": mask, "rewards": rewards,
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "action_mask": mask, "turn_end": turn_end, "rewards": rewards,
             "lengths": torch.full((batch,), length), "terminated": torch.zeros(batch, dtype=torch.bool)}
 
 

@@ -15,6 +15,7 @@ from envs.base import BehaviourPolicy, ScoreNormalizer, Task
 # task name -> (gymnasium id, entry point, module holding the `TASK` record)
 _TASKS: dict[str, tuple[str, str, str]] = {
     "maze": ("qsft/Maze-v0", "envs.maze.env:MazeEnv", "envs.maze"),
+    "maze_small": ("qsft/Maze-v0", "envs.maze.env:MazeEnv", "envs.maze.small"),
     "wordle": ("qsft/Wordle-v0", "envs.wordle.env:WordleEnv", "envs.wordle"),
     "twenty_questions": ("qsft/TwentyQuestions-v0", "envs.twenty_questions.env:TwentyQuestionsEnv",
                          "envs.twenty_questions"),
@@ -38,4 +39,4 @@ def get_task(name: str) -> Task:
     return importlib.import_module(_TASKS[name][2]).TASK
 
 
-__all__ = ["BehaviourPolicy", "ScoreNormalizer", "Task", "TASK_NAMES", "get_task"]
+__all__ = ["TASK_NAMES", "BehaviourPolicy", "ScoreNormalizer", "Task", "get_task"]

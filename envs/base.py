@@ -12,8 +12,9 @@ Evaluation instances are never drawn during collection.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 
 class BehaviourPolicy(Protocol):

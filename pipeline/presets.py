@@ -96,6 +96,16 @@ _TASK["maze"] = {
             "eval": _MAZE_EVAL},
 }
 
+# The small maze (envs.maze.small): the default suite's learning regression test, a 2-minute whole pipeline.
+# Episodes are <= 16 moves (under 100 tokens), so a short context and a few hundred steps suffice.
+_TASK["maze_small"] = {
+    "tiny": {"collect": {"episodes": 1000},
+             "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 128, "batch_size": 32,
+                       "log_every": 25},
+             "bc": {"epochs": 20, "max_steps": 200}, "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": 200},
+             "eval": {**_MAZE_EVAL, "num_episodes": 40, "num_validation_episodes": 20}},
+}
+
 PRESET_NAMES = tuple(_COMMON)
 
 

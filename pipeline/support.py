@@ -21,8 +21,8 @@ from pipeline.train import observation_inputs, pad_rows
 @torch.no_grad()
 def top_support(behaviour: torch.nn.Module, padded: dict[str, torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, log-probs), each (N, k): pi_beta's top-k at every agent token's next state, transition order."""
-    tr = transitions(padded["input_ids"], padded["action_mask"], padded["rewards"], padded["lengths"],
-                     padded["terminated"], gamma=1.0)
+    tr = transitions(padded["input_ids"], padded["action_mask"], padded["turn_end"], padded["rewards"],
+                     padded["lengths"], padded["terminated"], gamma=1.0)
     logits = behaviour(padded["input_ids"], padded["attention_mask"], tr.row, tr.next_state_pos,
                        **observation_inputs(padded))
     top = logits.float().log_softmax(-1).topk(min(k, logits.shape[-1]), dim=-1)

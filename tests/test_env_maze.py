@@ -7,13 +7,16 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.base import play
-from envs.maze.env import LAYOUT, MAX_STEPS, MazeEnv, distances_to, move, open_cells, splits
+from envs.maze.env import SMALL, STANDARD, MazeEnv
 from envs.maze.measure import MostLikelyMove
 from envs.maze.policies import MixtureBehaviour, ShortestPathSolver, beeline_move, shortest_path_move
 
+MAX_STEPS, distances_to, move, splits = STANDARD.max_steps, STANDARD.distances_to, STANDARD.move, STANDARD.splits
 
-def test_env_checker_passes():
-    check_env(gymnasium.make("qsft/Maze-v0").unwrapped, skip_render_check=True)
+
+@pytest.mark.parametrize("layout", ["standard", "small"])
+def test_env_checker_passes(layout):
+    check_env(gymnasium.make("qsft/Maze-v0", layout=layout).unwrapped, skip_render_check=True)
 
 
 def test_moves_walls_and_rewards():
@@ -47,12 +50,12 @@ def test_time_limit_truncates():
 
 
 def test_split_is_disjoint_fixed_and_far_enough():
-    held_out, train = splits()["eval"], splits()["train"]
+    held_out, train = splits["eval"], splits["train"]
     assert len(held_out) == envs.get_task("maze").num_eval_instances == 100
     assert not set(held_out) & set(train)
     assert all(distances_to(g)[s] >= 4 for s, g in held_out + train)
-    assert all(LAYOUT[r][c] == "." for s, g in held_out for r, c in (s, g))
-    assert len(open_cells()) == 40 and len(train) == 67
+    assert all(STANDARD.is_open(cell) for s, g in held_out for cell in (s, g))
+    assert len(STANDARD.open_cells()) == 40 and len(train) == 67
 
 
 def test_beeline_is_the_behaviours_mode_and_a_poor_policy():
@@ -62,7 +65,7 @@ def test_beeline_is_the_behaviours_mode_and_a_poor_policy():
     data = [sum(play(env, task.make_behaviour(**task.default_behaviour_params), s)[0]) for s in range(500)]
     assert np.mean(mode) < -22 < np.mean(data) - 4
     assert beeline_move((1, 1), (9, 1)) == "down" and beeline_move((1, 1), (1, 7)) == "right"
-    for start, goal in splits()["eval"][:50]:
+    for start, goal in splits["eval"][:50]:
         dist = distances_to(goal)
         assert dist[move(start, shortest_path_move(start, goal))] == dist[start] - 1
 
@@ -80,3 +83,18 @@ def test_unit_rewards_and_normalizer():
     assert task.unit_rewards([-1.0, -1.0, 0.0], True) == [0.0, 0.0, 1.0]
     assert task.unit_rewards([-1.0] * MAX_STEPS, False) == [0.0] * MAX_STEPS
     assert task.normalizer(-MAX_STEPS) == 0 and task.normalizer(task.normalizer.average) == 50
+
+
+def test_small_layout_task_has_its_own_split_time_limit_and_trap():
+    task = envs.get_task("maze_small")
+    env = gymnasium.make(task.env_id, **task.env_kwargs).unwrapped
+    held_out, train = SMALL.splits["eval"], SMALL.splits["train"]
+    assert len(held_out) == task.num_eval_instances == 40 and len(train) == 40 and not set(held_out) & set(train)
+    assert task.max_steps == SMALL.max_steps == 16 and len(SMALL.open_cells()) == 24
+    _, info = env.reset(options={"split": "eval", "index": 0})
+    assert info["goal"] in SMALL.goals and (info["position"], info["goal"]) == held_out[0]
+    # From the top of the middle corridor the goal below is straight down, through a wall: the beeline bumps.
+    assert beeline_move((1, 4), (5, 4)) == "down" and SMALL.move((1, 4), "down") == (1, 4)
+    assert play(env, task.make_solver(), 0, {"split": "eval", "index": 0})[1]
+    with pytest.raises(ValueError, match="layout"):
+        MazeEnv(layout="huge")

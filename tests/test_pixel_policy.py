@@ -97,14 +97,14 @@ def test_bellman_indexing_across_robot_steps(codec):
     observations, actions, rewards = episode(2, success=False)
     row = row_of(codec, observations, actions, rewards, terminated=False)
     batch = batch_of([row], 0)
-    tr = transitions(batch["input_ids"], batch["action_mask"], batch["rewards"], batch["lengths"],
+    tr = transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"], batch["lengths"],
                      batch["terminated"], gamma=0.9)
     # sequence: 0 obs | 1-4 action 0 | 5 obs | 6-9 action 1 | 10 obs
     assert tr.state_pos.tolist() == [0, 1, 2, 3, 5, 6, 7, 8]
     assert tr.next_state_pos.tolist() == [1, 2, 3, 5, 6, 7, 8, 10]
     assert tr.discount.tolist() == pytest.approx([1, 1, 1, 0.9, 1, 1, 1, 0.9])
     done = row_of(codec, observations, actions, [0.0, 1.0], terminated=True)
-    tr = transitions(*(batch_of([done], 0)[k] for k in ("input_ids", "action_mask", "rewards", "lengths",
+    tr = transitions(*(batch_of([done], 0)[k] for k in ("input_ids", "action_mask", "turn_end", "rewards", "lengths",
                                                          "terminated")), gamma=0.9)
     assert tr.discount.tolist()[-1] == 0.0 and tr.reward.tolist() == [0.0] * 7 + [1.0]
 

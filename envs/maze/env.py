@@ -1,10 +1,11 @@
 """Maze as a text gymnasium environment (`qsft/Maze-v0`), after LMRL-Gym's fully observed maze.
 
-One fixed grid maze (`LAYOUT`) with five goal cells (`GOALS`); an instance is a start cell and a goal. The agent moves
+A fixed grid maze (a `Layout`: `STANDARD`, 11x9 with five goals, or `SMALL`, 7x9 with four, chosen by
+`gymnasium.make("qsft/Maze-v0", layout="small")`); an instance is a start cell and a goal. The agent moves
 `up`, `down`, `left` or `right`; a move into a wall leaves it where it is. Rewards: -1 for every move
-that does not reach the goal, 0 for the move that does (which terminates the episode). After
-`MAX_STEPS` moves the episode is truncated (a time limit, so training bootstraps after it). Raw returns
-lie in [-MAX_STEPS, 0].
+that does not reach the goal, 0 for the move that does (which terminates the episode). After the layout's
+`max_steps` moves the episode is truncated (a time limit, so training bootstraps after it). Raw returns
+lie in [-max_steps, 0].
 
 Observations are short (a turn is about five tokens): the prompt names the goal and the start as
 row-column pairs ("goal 5 3 start 1 1\\n"); each later one is the new position ("2 1\\n"), or
@@ -17,74 +18,109 @@ from __future__ import annotations
 
 import string
 from collections import deque
-from functools import cache
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-MAX_STEPS = 24
-# '#' wall, '.' open. Dead-end corridors and a loop, so that moving straight towards the goal often
-# walks into a wall or a cul-de-sac (the behaviour policy's typical mistake).
-LAYOUT = (
-    "#########",
-    "#...#...#",
-    "#.#.#.#.#",
-    "#.#...#.#",
-    "#.#####.#",
-    "#...#...#",
-    "###.#.###",
-    "#.....#.#",
-    "#.###...#",
-    "#...#.#.#",
-    "#########",
-)
 MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
-GOALS = ((1, 1), (1, 7), (9, 1), (9, 7), (5, 3))
-MIN_DISTANCE = 4      # instances need at least this many moves
-NUM_EVAL = 100
 SPLIT_SEED = 12345
 
 
-def is_open(cell: tuple[int, int]) -> bool:
-    r, c = cell
-    return 0 <= r < len(LAYOUT) and 0 <= c < len(LAYOUT[0]) and LAYOUT[r][c] == "."
+@dataclass(frozen=True)
+class Layout:
+    """A grid ('#' wall, '.' open), its goal cells, and the instance rules: (start, goal) pairs at least
+    `min_distance` moves apart, `num_eval` of them held out, episodes truncated after `max_steps` moves."""
+
+    grid: tuple[str, ...]
+    goals: tuple[tuple[int, int], ...]
+    min_distance: int
+    num_eval: int
+    max_steps: int
+
+    def is_open(self, cell: tuple[int, int]) -> bool:
+        r, c = cell
+        return 0 <= r < len(self.grid) and 0 <= c < len(self.grid[0]) and self.grid[r][c] == "."
+
+    def open_cells(self) -> list[tuple[int, int]]:
+        return [(r, c) for r, row in enumerate(self.grid) for c, ch in enumerate(row) if ch == "."]
+
+    def move(self, cell: tuple[int, int], action: str) -> tuple[int, int]:
+        """The cell a move leads to (the same cell when a wall is in the way)."""
+        dr, dc = MOVES[action]
+        target = (cell[0] + dr, cell[1] + dc)
+        return target if self.is_open(target) else cell
+
+    def distances_to(self, goal: tuple[int, int]) -> dict[tuple[int, int], int]:
+        """Shortest number of moves from every open cell to the open cell `goal`."""
+        return self._distances[goal]
+
+    @cached_property
+    def _distances(self) -> dict[tuple[int, int], dict[tuple[int, int], int]]:
+        """Breadth-first search from every open cell."""
+        maps = {}
+        for goal in self.open_cells():
+            dist, queue = {goal: 0}, deque([goal])
+            while queue:
+                cell = queue.popleft()
+                for action in MOVES:
+                    nxt = self.move(cell, action)
+                    if nxt not in dist:
+                        dist[nxt] = dist[cell] + 1
+                        queue.append(nxt)
+            maps[goal] = dist
+        return maps
+
+    @cached_property
+    def splits(self) -> dict[str, list[tuple[tuple[int, int], tuple[int, int]]]]:
+        """(start, goal) pairs at least `min_distance` apart: `num_eval` held out ("eval"), the rest "train"."""
+        pairs = [(s, g) for g in self.goals for s in self.open_cells() if self.distances_to(g)[s] >= self.min_distance]
+        order = np.random.default_rng(SPLIT_SEED).permutation(len(pairs))
+        shuffled = [pairs[i] for i in order]
+        return {"eval": shuffled[: self.num_eval], "train": shuffled[self.num_eval:]}
 
 
-def open_cells() -> list[tuple[int, int]]:
-    return [(r, c) for r in range(len(LAYOUT)) for c in range(len(LAYOUT[0])) if LAYOUT[r][c] == "."]
-
-
-def move(cell: tuple[int, int], action: str) -> tuple[int, int]:
-    """The cell a move leads to (the same cell when a wall is in the way)."""
-    dr, dc = MOVES[action]
-    target = (cell[0] + dr, cell[1] + dc)
-    return target if is_open(target) else cell
-
-
-@cache
-def distances_to(goal: tuple[int, int]) -> dict[tuple[int, int], int]:
-    """Shortest number of moves from every open cell to `goal` (breadth-first search)."""
-    dist = {goal: 0}
-    queue = deque([goal])
-    while queue:
-        cell = queue.popleft()
-        for action in MOVES:
-            nxt = move(cell, action)
-            if nxt not in dist:
-                dist[nxt] = dist[cell] + 1
-                queue.append(nxt)
-    return dist
-
-
-@cache
-def splits() -> dict[str, list[tuple[tuple[int, int], tuple[int, int]]]]:
-    """(start, goal) pairs at least `MIN_DISTANCE` apart: `NUM_EVAL` held out ("eval"), the rest "train"."""
-    pairs = [(s, g) for g in GOALS for s in open_cells() if distances_to(g)[s] >= MIN_DISTANCE]
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(pairs))
-    shuffled = [pairs[i] for i in order]
-    return {"eval": shuffled[:NUM_EVAL], "train": shuffled[NUM_EVAL:]}
+# Dead-end corridors and a loop, so that moving straight towards the goal often walks into a wall or a
+# cul-de-sac (the behaviour policy's typical mistake).
+STANDARD = Layout(
+    grid=(
+        "#########",
+        "#...#...#",
+        "#.#.#.#.#",
+        "#.#...#.#",
+        "#.#####.#",
+        "#...#...#",
+        "###.#.###",
+        "#.....#.#",
+        "#.###...#",
+        "#...#.#.#",
+        "#########",
+    ),
+    goals=((1, 1), (1, 7), (9, 1), (9, 7), (5, 3)),
+    min_distance=4,
+    num_eval=100,
+    max_steps=24,
+)
+# The learning test's maze: 24 cells around one loop, the same kind of traps, paths of at most 13 moves.
+SMALL = Layout(
+    grid=(
+        "#########",
+        "#.#...#.#",
+        "#.#.#.#.#",
+        "#...#...#",
+        "#.#####.#",
+        "#.......#",
+        "#########",
+    ),
+    goals=((1, 1), (1, 7), (5, 4), (1, 4)),
+    min_distance=3,
+    num_eval=40,
+    max_steps=16,
+)
+LAYOUTS = {"standard": STANDARD, "small": SMALL}
 
 
 def position_text(cell: tuple[int, int]) -> str:
@@ -92,11 +128,14 @@ def position_text(cell: tuple[int, int]) -> str:
 
 
 class MazeEnv(gymnasium.Env):
-    """Text maze; `reset(options={"split": "train" | "eval", "index": i})` plays (start, goal) pair i."""
+    """Text maze on `LAYOUTS[layout]`; `reset(options={"split": "train" | "eval", "index": i})` plays pair i."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self) -> None:
+    def __init__(self, layout: str = "standard") -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        self.layout = LAYOUTS[layout]
         self.observation_space = spaces.Text(max_length=256, charset=string.printable)
         self.action_space = spaces.Text(max_length=64, charset=string.printable)
         self._info: dict[str, Any] = {}
@@ -110,7 +149,7 @@ class MazeEnv(gymnasium.Env):
         split = options.get("split", "train")
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-        pairs = splits()[split]
+        pairs = self.layout.splits[split]
         index = options.get("index")
         index = int(self.np_random.integers(len(pairs))) if index is None else int(index)
         if not 0 <= index < len(pairs):
@@ -124,7 +163,7 @@ class MazeEnv(gymnasium.Env):
         self._steps += 1
         name = " ".join(str(action).split()).lower()
         if name in MOVES:
-            target = move(self._position, name)
+            target = self.layout.move(self._position, name)
             observation = ("" if target != self._position else "wall ") + position_text(target) + "\n"
             self._position = target
         else:
@@ -132,7 +171,7 @@ class MazeEnv(gymnasium.Env):
         reached = self._position == self._goal
         if reached:
             observation = "goal\n"
-        return observation, 0.0 if reached else -1.0, reached, not reached and self._steps >= MAX_STEPS, \
+        return observation, 0.0 if reached else -1.0, reached, not reached and self._steps >= self.layout.max_steps, \
             self._new_info()
 
     def _new_info(self) -> dict[str, Any]:

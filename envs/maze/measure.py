@@ -1,4 +1,4 @@
-"""Measure the Maze task's constants: `python -m envs.maze.measure [--episodes N]`.
+"""Measure a maze task's constants: `python -m envs.maze.measure [maze | maze_small] [--episodes N]`.
 
 Prints the behaviour policy's average raw return on training instances (the normalizer's `average`), the
 shortest-path solver's on the held-out split (`best`), and the return of always taking the behaviour's most
@@ -9,41 +9,45 @@ from __future__ import annotations
 
 import argparse
 
+import gymnasium
 import numpy as np
 
+import envs
 from envs.base import play
-from envs.maze import TASK
-from envs.maze.env import MazeEnv
+from envs.maze.env import STANDARD, Layout
 from envs.maze.policies import ACTIONS, beeline_move, shortest_path_move
 
 
 class MostLikelyMove:
     """The behaviour policy's mode at every step (its beeline move, unless the shortest path outweighs it)."""
 
-    def __init__(self, optimal_prob: float, random_prob: float) -> None:
-        self.optimal_prob, self.random_prob = optimal_prob, random_prob
+    def __init__(self, optimal_prob: float, random_prob: float, layout: Layout = STANDARD) -> None:
+        self.optimal_prob, self.random_prob, self.layout = optimal_prob, random_prob, layout
 
     def reset(self, seed: int) -> None:
         pass
 
     def act(self, observation, info) -> str:
         weights = dict.fromkeys(ACTIONS, self.random_prob / len(ACTIONS))
-        weights[shortest_path_move(info["position"], info["goal"])] += self.optimal_prob
+        weights[shortest_path_move(info["position"], info["goal"], self.layout)] += self.optimal_prob
         weights[beeline_move(info["position"], info["goal"])] += 1 - self.optimal_prob - self.random_prob
         return max(weights, key=weights.get)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", nargs="?", default="maze", choices=("maze", "maze_small"))
     parser.add_argument("--episodes", type=int, default=5000)
     args = parser.parse_args()
-    env, params = MazeEnv(), TASK.default_behaviour_params
-    behaviour = [play(env, TASK.make_behaviour(**params), seed) for seed in range(args.episodes)]
+    task = envs.get_task(args.task)
+    env, params = gymnasium.make(task.env_id, **task.env_kwargs).unwrapped, task.default_behaviour_params
+    behaviour = [play(env, task.make_behaviour(**params), seed) for seed in range(args.episodes)]
     returns = np.array([sum(r) for r, _ in behaviour])
     print(f"behaviour {params}: average return {returns.mean():.3f} (std {returns.std():.3f}, reached "
-          f"{np.mean([TASK.success(r, t) for r, t in behaviour]):.3f}) over {args.episodes} episodes")
-    eval_options = [{"split": "eval", "index": i} for i in range(TASK.num_eval_instances)]
-    for name, policy in (("shortest-path solver", TASK.make_solver()), ("behaviour's mode", MostLikelyMove(**params))):
+          f"{np.mean([task.success(r, t) for r, t in behaviour]):.3f}) over {args.episodes} episodes")
+    eval_options = [{"split": "eval", "index": i} for i in range(task.num_eval_instances)]
+    for name, policy in (("shortest-path solver", task.make_solver()),
+                         ("behaviour's mode", MostLikelyMove(**params, layout=env.layout))):
         returns = np.array([sum(play(env, policy, 0, options)[0]) for options in eval_options])
         print(f"{name}: average return {returns.mean():.3f} on {len(returns)} held-out instances")
 

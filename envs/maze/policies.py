@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from envs.maze.env import MOVES, distances_to, move
+from envs.maze.env import MOVES, STANDARD, Layout
 
 ACTIONS = tuple(MOVES)
 
 
-def shortest_path_move(position: tuple[int, int], goal: tuple[int, int]) -> str:
+def shortest_path_move(position: tuple[int, int], goal: tuple[int, int], layout: Layout = STANDARD) -> str:
     """The first move (in `ACTIONS` order) that brings `position` one step closer to `goal`."""
-    dist = distances_to(goal)
-    return next(a for a in ACTIONS if dist[move(position, a)] == dist[position] - 1)
+    dist = layout.distances_to(goal)
+    return next(a for a in ACTIONS if dist[layout.move(position, a)] == dist[position] - 1)
 
 
 def beeline_move(position: tuple[int, int], goal: tuple[int, int]) -> str:
@@ -36,11 +36,11 @@ def beeline_move(position: tuple[int, int], goal: tuple[int, int]) -> str:
 class MixtureBehaviour:
     """Shortest-path move w.p. `optimal_prob`, random w.p. `random_prob`, else the beeline move."""
 
-    def __init__(self, optimal_prob: float, random_prob: float, seed: int = 0) -> None:
+    def __init__(self, optimal_prob: float, random_prob: float, layout: Layout = STANDARD, seed: int = 0) -> None:
         if not (0 <= optimal_prob and 0 <= random_prob and optimal_prob + random_prob <= 1):
             raise ValueError(f"need probabilities with optimal_prob + random_prob <= 1, got "
                              f"{optimal_prob}, {random_prob}")
-        self.optimal_prob, self.random_prob = optimal_prob, random_prob
+        self.optimal_prob, self.random_prob, self.layout = optimal_prob, random_prob, layout
         self.reset(seed)
 
     def reset(self, seed: int) -> None:
@@ -49,7 +49,7 @@ class MixtureBehaviour:
     def act(self, observation: str, info: dict[str, Any]) -> str:
         u = self._rng.random()
         if u < self.optimal_prob:
-            return shortest_path_move(info["position"], info["goal"])
+            return shortest_path_move(info["position"], info["goal"], self.layout)
         if u < self.optimal_prob + self.random_prob:
             return ACTIONS[self._rng.integers(len(ACTIONS))]
         return beeline_move(info["position"], info["goal"])
@@ -58,8 +58,11 @@ class MixtureBehaviour:
 class ShortestPathSolver:
     """The optimal policy (deterministic)."""
 
+    def __init__(self, layout: Layout = STANDARD) -> None:
+        self.layout = layout
+
     def reset(self, seed: int) -> None:
         pass
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
-        return shortest_path_move(info["position"], info["goal"])
+        return shortest_path_move(info["position"], info["goal"], self.layout)
