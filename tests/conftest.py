@@ -1,16 +1,37 @@
-"""Shared fixtures: one local Ray for the session (never a running cluster), small datasets."""
+"""Shared fixtures: one local Ray for the session (never a running cluster), small datasets, and one real
+Wordle pipeline submitted with `ray job submit` to a `ray start --head` cluster of its own, whose run folder
+the cluster test checks and the end-to-end tests read (and re-run stages in, on the session's local Ray)."""
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+
+# The submitted pipeline's size: small on purpose (200 episodes, a few optimizer steps, 16 evaluation
+# episodes); the checks are about the hand-offs, artefacts and bookkeeping, not about the score.
+WORDLE_OVERRIDES = {
+    "collect": {"episodes": 200},
+    "train": {"batch_size": 8, "max_steps": 6, "log_every": 3, "checkpoint_every": 3, "warmup_steps": 2},
+    "eval": {"num_episodes": 16, "envs_per_actor": 4},
+}
 
 
 @pytest.fixture(scope="session")
 def ray_local():
     os.environ.pop("RAY_ADDRESS", None)
-    from pipeline.runtime import init_ray
-
     import ray
+
+    from pipeline.runtime import init_ray
 
     init_ray(num_cpus=2)
     yield ray
@@ -21,3 +42,68 @@ def ray_local():
 def own_mlflow_store(monkeypatch):
     """Each run folder keeps its own MLflow store: no MLFLOW_TRACKING_URI from the caller or an earlier test."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_cli(*args, env, timeout=300):
+    return subprocess.run([RAY, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+@dataclass
+class SubmittedRun:
+    out: Path                        # the job's run folder
+    submit: subprocess.CompletedProcess
+    job_list: str                    # `ray job list` after the job
+
+
+def submit_to_a_local_cluster(job: str, out: Path, sets: list[str]) -> SubmittedRun:
+    """`ray job submit --working-dir . -- python <job> --preset tiny --out <out> <sets>` against a real
+    `ray start --head` cluster of its own, stopped before this returns."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]  # the job's `python` is the venv's
+    temp = "/tmp/qsft-ray-test"  # short: Ray's socket paths must stay under the OS limit
+    shutil.rmtree(temp, ignore_errors=True)
+    # --block in a process group of its own: stopping it stops this cluster only (`ray stop` would kill
+    # every Ray on the machine, the test session's own included).
+    # Ports of its own, so another Ray on the machine (a laptop's, a test session's) cannot collide with it.
+    gcs, dashboard, agent_http, agent_grpc = (free_port() for _ in range(4))
+    address = f"http://127.0.0.1:{dashboard}"
+    head = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                             f"--dashboard-agent-listen-port={agent_http}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                             "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats"], cwd=ROOT, env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            if ray_cli("job", "list", "--address", address, env=env, timeout=60).returncode == 0:
+                break
+            time.sleep(1)
+        for _ in range(60):  # the job agent starts a little after the dashboard answers
+            submit = ray_cli("job", "submit", "--address", address, "--working-dir", ".", "--",
+                             "python", job, "--preset", "tiny", "--out", str(out), *sets, env=env, timeout=800)
+            if "No available agent" not in submit.stderr:
+                break
+            time.sleep(2)
+        job_list = ray_cli("job", "list", "--address", address, env=env, timeout=60).stdout
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+    return SubmittedRun(out, submit, job_list)
+
+
+@pytest.fixture(scope="session")
+def submitted_wordle_run(tmp_path_factory):
+    """jobs/qsft_wordle.py at the size WORDLE_OVERRIDES, submitted to a cluster of its own (see above)."""
+    sets = [f"--set={section}.{field}={value}" for section, values in WORDLE_OVERRIDES.items()
+            for field, value in values.items()]
+    return submit_to_a_local_cluster("jobs/qsft_wordle.py", tmp_path_factory.mktemp("submitted") / "wordle", sets)

@@ -1,4 +1,9 @@
-"""One real end-to-end Wordle pipeline on local Ray: collect -> BC job -> Q-SFT job -> evaluate -> report.
+"""One real end-to-end Wordle pipeline: collect -> BC job -> Q-SFT job -> evaluate -> report.
+
+The run is the session fixture `submitted_wordle_run` (tests/conftest.py): `ray job submit` of
+jobs/qsft_wordle.py to a `ray start --head` cluster (tests/test_cluster_submit.py checks the submission), so
+the cluster test and these checks share one pipeline. Re-runs, sweeps and forced stages below run in this
+process on the session's local Ray, in the same folder.
 
 Small on purpose (200 episodes, a few optimizer steps, 16 evaluation episodes); the checks are about the
 hand-offs, artefacts and bookkeeping, not about the score (see the slow tests and the issue notes).
@@ -9,20 +14,16 @@ import json
 import mlflow
 import pyarrow.parquet as pq
 import pytest
+from conftest import WORDLE_OVERRIDES as OVERRIDES
 
 import envs
 from pipeline.config import EvalConfig
 from pipeline.data import read_metadata, shard_files
-from pipeline.evaluate import CRASH_ONCE_ENV, evaluate
+from pipeline.evaluate import CRASH_ONCE_ENV, evaluate, summarize
 from pipeline.models import read_stage_info
 from pipeline.policy import PolicySpec
+from pipeline.report import load_records
 from pipeline.run import run_pipeline
-
-OVERRIDES = {
-    "collect": {"episodes": 200},
-    "train": {"batch_size": 8, "max_steps": 6, "log_every": 3, "checkpoint_every": 3, "warmup_steps": 2},
-    "eval": {"num_episodes": 16, "envs_per_actor": 4},
-}
 
 
 def mlflow_runs(out):
@@ -31,10 +32,17 @@ def mlflow_runs(out):
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory, ray_local):
-    out = tmp_path_factory.mktemp("wordle")
-    summaries = run_pipeline("wordle", str(out), "tiny", OVERRIDES, progress=False)
-    return out, summaries
+def pipeline_run(submitted_wordle_run, ray_local):
+    """The submitted run's folder, and {policy name: summary of its evaluation records} (what the job's
+    `run_pipeline` returned)."""
+    run = submitted_wordle_run
+    assert run.submit.returncode == 0, (run.submit.stdout + run.submit.stderr)[-3000:]
+    summaries = {}
+    for name in ("bc", "qsft"):
+        folder = run.out / "eval" / name
+        policy = json.loads((folder / "summary.json").read_text())["policy"]
+        summaries[policy] = summarize(load_records(str(folder)))
+    return run.out, summaries
 
 
 def test_dataset_counts_match_parquet(pipeline_run):
