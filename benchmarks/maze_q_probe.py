@@ -8,6 +8,7 @@ instances (never the held-out ones) and, at every state, reads both checkpoints 
 
     support      moves with pi_beta > eps (what the Bellman max and the extraction see)
     |ratio - Q*| mean absolute error of the estimate on the support, and its mean bias
+    bc_kl        KL(true behaviour || BC) over the four moves, nats per state: the ratio's denominator error
     decisions    at states where the behaviour's favourite (the beeline) is not a shortest-path move but a
                  shortest-path move is in the support: how often each model prefers the shortest-path move
                  (BC by pi_beta, Q-SFT by the ratio and by the paper's extraction score)
@@ -52,7 +53,8 @@ def probe(task_name: str, bc: str, qsft: str, episodes: int, gamma: float, eps: 
     behaviour = task.make_behaviour(**task.default_behaviour_params)
     env = gymnasium.make(task.env_id, **task.env_kwargs).unwrapped
     layout, num_train = env.layout, len(env.layout.splits["train"])
-    errors, biases, bc_right, ratio_right, paper_right, support_sizes = [], [], [], [], [], []
+    params = task.default_behaviour_params
+    errors, biases, kls, bc_right, ratio_right, paper_right, support_sizes = [], [], [], [], [], [], []
     for episode in range(episodes):
         behaviour.reset(seed + episode)
         observation, info = env.reset(seed=seed + episode, options={"split": "train", "index": episode % num_train})
@@ -64,6 +66,10 @@ def probe(task_name: str, bc: str, qsft: str, episodes: int, gamma: float, eps: 
             dist = layout.distances_to(goal)
             q_star = np.array([gamma ** dist[layout.move(position, a)] for a in ACTIONS])
             ratio = p_theta / pi_beta
+            true = np.full(len(ACTIONS), params["random_prob"] / len(ACTIONS))
+            true[ACTIONS.index(shortest_path_move(position, goal, layout))] += params["optimal_prob"]
+            true[ACTIONS.index(beeline_move(position, goal))] += 1 - params["optimal_prob"] - params["random_prob"]
+            kls.append(float(np.sum(true * np.log(true / (pi_beta / pi_beta.sum())))))
             support = pi_beta > eps
             support_sizes.append(int(support.sum()))
             errors.extend(np.abs(ratio - q_star)[support])
@@ -81,6 +87,7 @@ def probe(task_name: str, bc: str, qsft: str, episodes: int, gamma: float, eps: 
             done = terminated or truncated
     return {"states": len(support_sizes), "mean_support": float(np.mean(support_sizes)),
             "ratio_abs_error": float(np.mean(errors)), "ratio_bias": float(np.mean(biases)),
+            "bc_kl": float(np.mean(kls)),
             "decision_states": len(bc_right), "bc_prefers_shortest": float(np.mean(bc_right)),
             "ratio_prefers_shortest": float(np.mean(ratio_right)),
             f"paper_beta{beta:g}_prefers_shortest": float(np.mean(paper_right))}

@@ -1,20 +1,17 @@
-"""Learning checks: the whole pipeline must turn imperfect data into a better policy.
+"""The learning check of the default suite: the whole pipeline on the small maze (`maze_small`, tiny preset).
 
 Collect (Ray tasks) -> BC (Ray Train job) -> Q-SFT (Ray Train job, pi_beta's support precomputed by Ray Data)
--> extraction settings chosen on validation instances -> held-out evaluation on Ray actors.
-
-- Default suite (`maze_small`, about two minutes): Q-SFT's extracted policy reaches the goal on more held-out
-  pairs than BC, by a margin. The data's favourite move (the beeline) bumps into walls, so imitating the data
-  cannot do this; learning the values can. The test fails when the Q-SFT stage is given BC's loss, or when
-  the Bellman target is replaced by BC's label (y = 1): both were checked by hand, see benchmarks/LEARNING.md.
-- Slow (`maze`, 6 minutes): BC imitates its data far above a random walk, and Q-SFT's Bellman targets stay
-  informative: with the maze's support threshold (pi_beta > 0.1) almost none is clipped at 1 (with
-  eps = 0.01 the data's rare random moves saturate 40-70% of them, benchmarks/LEARNING.md, maze7).
+-> extraction settings chosen on validation instances -> held-out evaluation on Ray actors. What it asserts:
+- BC imitates its data: sampled BC reaches the goal on far more held-out pairs than a uniformly random walker;
+- Q-SFT's Bellman targets stay informative: almost none is clipped at 1, and their mean is far from both 0 (values
+  that never propagated) and 1 (targets saturated by the max over noisy ratios, benchmarks/LEARNING.md).
+What it does NOT assert: Q-SFT's held-out score above BC's. On this budget the extracted policy does beat BC, but a
+Q-SFT stage sabotaged to train BC's loss beats it just as much (the ratio form's noise breaks the behaviour's
+beeline loops; benchmarks/LEARNING.md, small maze), so such an assertion would not test Q-learning.
 """
 
 import gymnasium
 import numpy as np
-import pytest
 
 import envs
 from envs.base import play
@@ -30,40 +27,13 @@ class RandomWalk:
         return ("up", "down", "left", "right")[self.rng.integers(4)]
 
 
-def test_qsft_beats_bc_on_the_small_maze(tmp_path, ray_local):
+def test_bc_imitates_and_qsft_targets_stay_informative_on_the_small_maze(tmp_path, ray_local):
     summaries = run_pipeline("maze_small", str(tmp_path), "tiny", {}, progress=False)
-    bc, qsft = summaries["bc"], summaries["qsft"]
-    assert bc["episodes"] == qsft["episodes"] == 40
-    assert qsft["success_rate"] >= bc["success_rate"] + 0.2 and qsft["score"] > bc["score"], (bc, qsft)
-
-
-MAZE_OVERRIDES = {
-    "collect": {"episodes": 600},
-    "train": {"log_every": 25},
-    "bc": {"max_steps": 120},
-    "qsft": {"max_steps": 100},
-    "eval": {"num_episodes": 60, "temperatures": (), "betas": (), "ratio_forms": (), "temperature": 1.0, "beta": 4.0},
-}
-
-
-@pytest.fixture(scope="module")
-def maze_run(tmp_path_factory, ray_local):
-    out = tmp_path_factory.mktemp("maze-learning")
-    return out, run_pipeline("maze", str(out), "tiny", MAZE_OVERRIDES, progress=False)
-
-
-@pytest.mark.slow
-def test_bc_imitates_its_data_far_above_a_random_walk(maze_run):
-    _, summaries = maze_run
-    env = gymnasium.make("qsft/Maze-v0")
-    task = envs.get_task("maze")
-    walks = [task.success(*play(env, RandomWalk(), i, {"split": "eval", "index": i})) for i in range(60)]
+    task = envs.get_task("maze_small")
+    env = gymnasium.make(task.env_id, **task.env_kwargs)
+    walks = np.mean([task.success(*play(env, RandomWalk(), i, {"split": "eval", "index": i}))
+                     for i in range(task.num_eval_instances)])
     bc = summaries["bc"]
-    assert bc["episodes"] == 60 and bc["success_ci_low"] > np.mean(walks) + 0.1, (bc, np.mean(walks))
-
-
-@pytest.mark.slow
-def test_qsft_targets_are_not_saturated(maze_run):
-    out, _ = maze_run
-    metrics = read_stage_info(str(out / "qsft" / "checkpoint"))["metrics"]
-    assert metrics["target_clipped_frac"] < 0.05 and 0.0 < metrics["target_mean"] < 0.9, metrics
+    assert bc["episodes"] == 40 and bc["success_ci_low"] > walks + 0.1, (bc, walks)
+    metrics = read_stage_info(str(tmp_path / "qsft" / "checkpoint"))["metrics"]
+    assert metrics["target_clipped_frac"] < 0.05 and 0.05 < metrics["target_mean"] < 0.8, metrics
