@@ -342,14 +342,6 @@ def episode_record(ep: Episode) -> dict[str, Any]:
             "infos": json.dumps(ep.infos), "images": ep.images}
 
 
-def episode_from_record(rec: dict[str, Any]) -> Episode:
-    return Episode(episode_id=int(rec["episode_id"]), task=str(rec["task"]),
-                   observations=[str(o) for o in rec["observations"]], actions=[str(a) for a in rec["actions"]],
-                   rewards=[float(r) for r in rec["rewards"]], terminated=bool(rec["terminated"]),
-                   truncated=bool(rec["truncated"]), infos=json.loads(rec["infos"]),
-                   images=list(rec["images"]) if rec.get("images") is not None else None)
-
-
 def read_episodes(path: str):
     """A Ray Dataset with one validated episode per row (see `episode_record`), from any shard order.
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from pipeline import pixel_model  # importing it registers PixelGPT with the Auto classes
 from pipeline.config import ModelConfig
-from pipeline.tokenize import EOT, OBS, PAD
+from pipeline.tokens import EOT, OBS, PAD
 
 STAGE_FILE = "stage.json"
 TRAINER_STATE_FILE = "trainer_state.pt"

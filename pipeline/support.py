@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.batches import observation_inputs, pad_rows
 from pipeline.config import TrainConfig
 from pipeline.losses import support_size_bound, transitions
-from pipeline.train import observation_inputs, pad_rows
 
 
 @torch.no_grad()

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-EOT = "<|eot|>"
-PAD = "<|pad|>"
-OBS = "<|obs|>"
+from pipeline.tokens import EOT, OBS
 
 
 class TurnCodec:
@@ -173,8 +171,3 @@ def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: i
         return out
 
     return episodes.map_batches(encode, batch_format="numpy", batch_size=64)
-
-
-def episode_texts(observations: Iterable[str], actions: Iterable[str]) -> list[str]:
-    """The text segments of an episode, for training a tokenizer on the task's own text."""
-    return [*observations, *actions]

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from pipeline import losses
+from pipeline.batches import PadBatch, observation_inputs
 from pipeline.config import ConfigError, TrainConfig, from_dict, to_dict
 from pipeline.models import (
     STAGE_FILE,
@@ -37,58 +38,6 @@ from pipeline.models import (
 )
 
 FINAL_CHECKPOINT = "checkpoint"
-
-
-# ----------------------------------------------------------------------------------------- batches
-class PadBatch:
-    """Right-pad a numpy batch of variable-length rows into tensors (Ray Data collate function)."""
-
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return pad_rows(batch, self.pad_id)
-
-
-def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
-    lengths = [len(x) for x in batch["input_ids"]]
-    width = max(lengths)
-
-    def pad(column: str, value: float, dtype: torch.dtype) -> torch.Tensor:
-        out = torch.full((len(lengths), width), value, dtype=dtype)
-        for i, row in enumerate(batch[column]):
-            out[i, : len(row)] = torch.as_tensor(np.asarray(row), dtype=dtype)
-        return out
-
-    input_ids = pad("input_ids", pad_id, torch.long)
-    length = torch.as_tensor(lengths)
-    observations = {}
-    if "obs_images" in batch:  # pixel tasks: one image and proprio row per <|obs|> token, packed in order
-        from envs.robot.codec import decode_image
-
-        images = [decode_image(png) for row in batch["obs_images"] for png in row]
-        proprio = np.concatenate(list(batch["obs_proprio"])).astype(np.float32)
-        observations = {"images": torch.from_numpy(np.stack(images)),
-                        "proprio": torch.from_numpy(proprio).view(len(images), -1)}
-    support = {}
-    if "behaviour_ids" in batch:  # pi_beta's top-k per agent token, flat per row, in transition order
-        k = int(batch["support_k"][0])
-        support = {"behaviour_ids": torch.as_tensor(np.concatenate(list(batch["behaviour_ids"]))).long().view(-1, k),
-                   "behaviour_logp": torch.as_tensor(np.concatenate(list(batch["behaviour_logp"]))).view(-1, k)}
-    return {**support, **observations,
-        "input_ids": input_ids,
-        "attention_mask": (torch.arange(width)[None, :] < length[:, None]).long(),
-        "action_mask": pad("action_mask", 0, torch.long),
-        "turn_end": pad("turn_end", 0, torch.long),
-        "rewards": pad("rewards", 0.0, torch.float32),
-        "lengths": length,
-        "terminated": torch.as_tensor(np.asarray(batch["terminated"], dtype=bool)),
-    }
-
-
-def observation_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The packed images and proprioception a pixel model reads beside the ids (empty for text)."""
-    return {key: batch[key] for key in ("images", "proprio") if key in batch}
 
 
 # -------------------------------------------------------------------------------------------- step
@@ -414,7 +363,7 @@ def _ensure_tokenizer(cfg: TrainConfig, data_dir: str, out: str, task_name: str)
     import envs
     from pipeline.data import read_episodes
     from pipeline.models import build_task_tokenizer
-    from pipeline.tokenize import EOT
+    from pipeline.tokens import EOT
 
     folder = os.path.join(out, "tokenizer")
     if os.path.exists(os.path.join(folder, "tokenizer_config.json")):

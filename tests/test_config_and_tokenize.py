@@ -11,7 +11,8 @@ from pipeline.cli import _parse_sets
 from pipeline.config import CollectConfig, ConfigError, ModelConfig, TrainConfig, apply_overrides
 from pipeline.models import build_tokenizer, load_initial_model
 from pipeline.run import run_pipeline, stage_configs
-from pipeline.tokenize import EOT, TurnCodec, encode_episode
+from pipeline.tokenize import TurnCodec, encode_episode
+from pipeline.tokens import EOT
 
 
 @pytest.mark.parametrize("overrides, field", [

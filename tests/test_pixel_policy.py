@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM
 
 import envs
 from envs.robot.codec import encode_image
+from pipeline.batches import observation_inputs, pad_rows
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import STEP_SCHEMA, Episode, episode_from_rows, episodes_to_table
 from pipeline.losses import transitions
@@ -27,7 +28,7 @@ from pipeline.models import (
 from pipeline.pixel_model import PixelGPT
 from pipeline.policy import LMPolicy, PolicySpec, Segment
 from pipeline.tokenize import ActionCodec, attach_observations, encode_episode, make_codec
-from pipeline.train import observation_inputs, pad_rows, pixel_observation_space, step_loss
+from pipeline.train import pixel_observation_space, step_loss
 
 TASK = envs.get_task("robot_pick")
 RNG = np.random.default_rng(0)

@@ -6,11 +6,12 @@ import math
 import pytest
 import torch
 
+from pipeline.batches import pad_rows
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.models import TokenLogits, build_tokenizer, load_initial_model, save_checkpoint
 from pipeline.support import BehaviourSupport
 from pipeline.tokenize import TurnCodec, encode_episode
-from pipeline.train import pad_rows, step_loss
+from pipeline.train import step_loss
 
 
 def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):

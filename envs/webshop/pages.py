@@ -51,10 +51,6 @@ def search_page(instruction: str) -> Page:
     return Page("search", ("WebShop", "Instruction:", instruction, "Search"), ())
 
 
-def num_pages(total: int) -> int:
-    return max(1, -(-total // PRODUCTS_PER_PAGE))
-
-
 def results_page(results: list[Product], page: int, title_chars: int) -> Page:
     """Page `page` (1-based) of the results: ten products with truncated titles and prices."""
     shown = results[(page - 1) * PRODUCTS_PER_PAGE: page * PRODUCTS_PER_PAGE]
