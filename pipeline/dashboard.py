@@ -31,12 +31,13 @@ from typing import Any
 
 from pipeline.data import METADATA_FILE, read_metadata
 from pipeline.evaluate import summarize
+from pipeline.plotting import pyplot
 from pipeline.report import RECORDS_FILE, load_records
+from pipeline.tracking import RUN_ID_FILE, tracking_uri_for
 
 INDEX_FILE = "index.html"
 # Training metrics plotted per step (in this order, where a stage logged them); see pipeline/train.py.
 CURVE_METRICS = ("loss", "target_mean", "support_size", "grad_norm", "p_action_mean", "target_clipped_frac")
-RUN_ID_FILE = "mlflow_run_id"  # written by pipeline.tracking.start_stage_run in each stage folder
 
 
 @dataclass
@@ -98,18 +99,10 @@ def _policy_order(name: str) -> tuple:
     return (name != "bc", name)
 
 
-def _tracking_uri(path: str, tracking_uri: str | None) -> str | None:
-    if tracking_uri:
-        return tracking_uri
-    db = os.path.join(path, "mlflow.db")
-    if os.path.exists(db):
-        return f"sqlite:///{db}"
-    return os.environ.get("MLFLOW_TRACKING_URI")
-
 
 def _load_curves(path: str, tracking_uri: str | None, notes: list[str]) -> dict[str, dict[str, list]]:
     """Per-step metric histories of the run's training stages, {stage name: {metric: [(step, value)]}}."""
-    uri = _tracking_uri(path, tracking_uri)
+    uri = tracking_uri_for(path, tracking_uri, create=False)
     if uri is None:
         notes.append("no MLflow store found (mlflow.db, --tracking-uri or MLFLOW_TRACKING_URI): no learning curves")
         return {}
@@ -157,18 +150,11 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_scores(task: str, rows: list[tuple[str, str, dict[str, float]]]) -> bytes:
     """Normalized score and success rate with 95% CIs, one bar per (run, policy) evaluated on `task`."""
-    plt = _plt()
+    plt = pyplot()
     labels = [f"{run} · {policy}" for run, policy, _ in rows]
     colours, hatches = _styles([(run, policy) for run, policy, _ in rows])
     y = list(range(len(rows)))[::-1]
@@ -196,7 +182,7 @@ def plot_scores(task: str, rows: list[tuple[str, str, dict[str, float]]]) -> byt
 
 def plot_task_types(task: str, types: list[str], columns: list[tuple[str, str, list[dict]]]) -> bytes:
     """Success rate per task type, one bar group per type, one bar per (run, policy)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(min(14, 3 + 0.9 * len(types) * max(1, len(columns)) ** 0.5), 3.8))
     width = 0.8 / max(1, len(columns))
     colours, hatches = _styles([(run, policy) for run, policy, _ in columns])
@@ -218,7 +204,7 @@ def plot_task_types(task: str, types: list[str], columns: list[tuple[str, str, l
 
 def plot_curves(label: str, curves: dict[str, dict[str, list[tuple[int, float]]]]) -> bytes:
     """One panel per training metric, one line per stage (BC, Q-SFT, ...)."""
-    plt = _plt()
+    plt = pyplot()
     metrics = [m for m in CURVE_METRICS if any(m in stage for stage in curves.values())]
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)

@@ -3,7 +3,7 @@
 The episodes are cut into fixed chunks (`envs_per_actor` each); an actor plays a chunk's environments in
 lock-step so one batched policy call serves them all. Chunks are the unit of work and of retry: a chunk
 whose actor died is replayed on a fresh actor, and every episode index is accepted exactly once. Episode i
-is always instance i of its split with seed `seed*1_000_003 + i` and its own sampling generator, so the
+is always instance i of its split with seed `pipeline.collect.episode_seed(seed, i)` and its own sampling generator, so the
 same policy on the same seeds gives identical records. The split is the held-out one ("eval"), or
 "validation": the first `num_validation_episodes` instances of the training split, on which settings are
 chosen (pipeline.select).
@@ -21,17 +21,13 @@ import numpy as np
 import ray
 
 import envs
-from pipeline.collect import action_text, observation_parts
+from pipeline.collect import action_text, episode_seed, observation_parts
 from pipeline.config import EvalConfig
 from pipeline.policy import LMPolicy, PolicySpec, Segment
 
 # Fault injection: with this set to a file path that does not exist, the first actor to get work creates the
 # file and dies, so retry handling can be rehearsed (tests do).
 CRASH_ONCE_ENV = "QSFT_EVAL_CRASH_ONCE"
-
-
-def eval_seed(seed: int, index: int) -> int:
-    return seed * 1_000_003 + index
 
 
 SPLITS = {"eval": "eval", "validation": "train"}  # evaluation split -> the env's instance split
@@ -43,8 +39,8 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int,
     games = []
     for index in indices:
         env = gymnasium.make(task.env_id, **task.env_kwargs)
-        observation, info = env.reset(seed=eval_seed(seed, index), options={"split": SPLITS[split], "index": index})
-        generator = torch_generator(eval_seed(seed, index))
+        observation, info = env.reset(seed=episode_seed(seed, index), options={"split": SPLITS[split], "index": index})
+        generator = torch_generator(episode_seed(seed, index))
         games.append({"env": env, "index": index, "info": info, "segments": [policy.segment(observation)],
                       "transcript": [{"observation": observation_parts(observation)[0]}], "rewards": [], "done": False,
                       "terminated": False, "generator": generator})
@@ -68,7 +64,7 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int,
         raw = float(sum(rewards))
         records.append({
             "task": task.name, "policy": policy.spec.name, "split": split, "episode": game["index"],
-            "instance": json.dumps(game["info"].get("instance")), "seed": eval_seed(seed, game["index"]),
+            "instance": json.dumps(game["info"].get("instance")), "seed": episode_seed(seed, game["index"]),
             "raw_return": raw, "unit_return": float(sum(task.unit_rewards(rewards, terminated))),
             "score": float(task.normalizer(raw)), "success": bool(task.success(rewards, terminated)),
             "steps": len(rewards), "task_type": str(game["info"].get("task_type", "")),
@@ -108,7 +104,7 @@ def behaviour_records(task_name: str, cfg: EvalConfig, split: str = "eval") -> l
     policy = task.make_behaviour(**task.default_behaviour_params)
     records = []
     for index in range(n):
-        rewards, terminated = play(env, policy, eval_seed(cfg.seed, index), {"split": SPLITS[split], "index": index})
+        rewards, terminated = play(env, policy, episode_seed(cfg.seed, index), {"split": SPLITS[split], "index": index})
         raw = float(sum(rewards))
         records.append({"task": task.name, "policy": "behaviour", "split": split, "episode": index, "raw_return": raw,
                         "unit_return": float(sum(task.unit_rewards(rewards, terminated))),

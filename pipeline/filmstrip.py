@@ -16,6 +16,7 @@ import gymnasium
 import numpy as np
 
 import envs
+from pipeline.plotting import pyplot
 
 
 def replay_frames(task: envs.Task, record: dict[str, Any]) -> list[np.ndarray]:
@@ -36,10 +37,7 @@ def replay_frames(task: envs.Task, record: dict[str, Any]) -> list[np.ndarray]:
 
 def write_filmstrip(folder: str, task_name: str, runs: dict[str, list[dict[str, Any]]], frames: int = 8) -> str:
     """One PNG: for each policy, its first successful and first failed episode, `frames` frames each."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     task = envs.get_task(task_name)
     rows = []

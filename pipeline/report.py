@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 import envs
 from pipeline.evaluate import summarize
+from pipeline.plotting import pyplot
 
 RECORDS_FILE = "records.parquet"
 SUMMARY_FILE = "summary.json"
@@ -47,10 +48,7 @@ def results_table(summaries: dict[str, dict[str, Any]]) -> str:
 def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
                  dataset: dict[str, Any] | None = None) -> str:
     """report.md, report.html and plots comparing policies; returns the HTML path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     os.makedirs(folder, exist_ok=True)
     summaries = {name: summarize(records) for name, records in runs.items()}

@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline import tracking
 from pipeline.config import ConfigError, EvalConfig, TrainConfig
+from pipeline.plotting import pyplot
 
 EXTRACTION_FIELDS = {"beta", "ratio_form", "temperature"}
 
@@ -164,10 +165,7 @@ def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
 
 
 def _plot(trials: list[dict[str, Any]], search: dict[str, Any], path: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     labels = [", ".join(f"{k}={_fmt(t['config'].get(k))}" for k in search) for t in trials]
     scores = [t["score"] if t["score"] is not None else float("nan") for t in trials]

@@ -20,12 +20,18 @@ class TrackedRun:
     run_id: str
 
 
-def tracking_uri_for(root: str, tracking_uri: str | None = None) -> str:
-    """`tracking_uri`, else MLFLOW_TRACKING_URI, else a SQLite store `<root>/mlflow.db`."""
-    if tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
-        return tracking_uri or os.environ["MLFLOW_TRACKING_URI"]
+def tracking_uri_for(root: str, tracking_uri: str | None = None, create: bool = True) -> str | None:
+    """Where a run folder's MLflow records live, for writing them and for reading them back (the dashboard):
+    `tracking_uri`, else MLFLOW_TRACKING_URI, else a SQLite store `<root>/mlflow.db` (None when reading,
+    `create=False`, and the folder has none)."""
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    db = os.path.join(os.path.abspath(root), "mlflow.db")
+    if not create and not os.path.exists(db):
+        return None
     os.makedirs(root, exist_ok=True)
-    return f"sqlite:///{os.path.join(os.path.abspath(root), 'mlflow.db')}"
+    return f"sqlite:///{db}"
 
 
 def start_stage_run(folder: str, run_name: str, tracking_uri: str,
