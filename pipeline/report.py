@@ -75,7 +75,7 @@ def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
     fig.savefig(os.path.join(folder, "returns.png"), dpi=110)
     plt.close(fig)
 
-    by_type = _by_task_type(runs, (dataset or {}).get("success_rate_by_task_type", {}))
+    by_type = _task_type_table(runs, (dataset or {}).get("success_rate_by_task_type", {}))
     md = [f"# {task}: evaluation on held-out instances", "", table, ""]
     if dataset:
         md += [(f"Dataset: {dataset['num_episodes']} episodes, mean return {dataset['return']['mean']:.2f}, "
@@ -104,7 +104,7 @@ def _bins(lo: float, hi: float) -> list[float]:
     return list(__import__("numpy").linspace(lo, hi + 1e-9, 21))
 
 
-def _by_task_type(runs: dict[str, list[dict[str, Any]]], dataset_rates: dict[str, float]) -> str:
+def _task_type_table(runs: dict[str, list[dict[str, Any]]], dataset_rates: dict[str, float]) -> str:
     """Success per task type of each policy, after the dataset's (collection) rate where dataset.json has one."""
     types = sorted({r["task_type"] for records in runs.values() for r in records if r.get("task_type")})
     if not types:
