@@ -53,7 +53,6 @@ def probe(task_name: str, bc: str, qsft: str, episodes: int, gamma: float, eps: 
     behaviour = task.make_behaviour(**task.default_behaviour_params)
     env = gymnasium.make(task.env_id, **task.env_kwargs).unwrapped
     layout, num_train = env.layout, len(env.layout.splits["train"])
-    params = task.default_behaviour_params
     errors, biases, kls, bc_right, ratio_right, paper_right, support_sizes = [], [], [], [], [], [], []
     for episode in range(episodes):
         behaviour.reset(seed + episode)
@@ -66,9 +65,7 @@ def probe(task_name: str, bc: str, qsft: str, episodes: int, gamma: float, eps: 
             dist = layout.distances_to(goal)
             q_star = np.array([gamma ** dist[layout.move(position, a)] for a in ACTIONS])
             ratio = p_theta / pi_beta
-            true = np.full(len(ACTIONS), params["random_prob"] / len(ACTIONS))
-            true[ACTIONS.index(shortest_path_move(position, goal, layout))] += params["optimal_prob"]
-            true[ACTIONS.index(beeline_move(position, goal))] += 1 - params["optimal_prob"] - params["random_prob"]
+            true = behaviour.probabilities(position, goal)
             kls.append(float(np.sum(true * np.log(true / (pi_beta / pi_beta.sum())))))
             support = pi_beta > eps
             support_sizes.append(int(support.sum()))

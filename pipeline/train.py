@@ -213,14 +213,12 @@ def output_vocab_size(checkpoint: str) -> int:
     """The width of a checkpoint's logits, the V that `losses.qsft_token_losses` smooths over.
 
     It can exceed len(tokenizer) (a pretrained embedding padded to a multiple of 64, say), so the
-    label-smoothing floor is taken from the model; Q-SFT's policy has the BC model's shape. The model is
-    built on the meta device from its config: no weights are read.
+    label-smoothing floor is taken from the model's config (`resize_token_embeddings` keeps it current;
+    Q-SFT's policy has the BC model's shape).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(checkpoint))
-    return model.get_output_embeddings().out_features
+    return AutoConfig.from_pretrained(checkpoint).vocab_size
 
 
 def _log_mlflow(info: dict[str, str], metrics: dict[str, float], step: int) -> None:

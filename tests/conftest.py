@@ -107,3 +107,30 @@ def submitted_wordle_run(tmp_path_factory):
     sets = [f"--set={section}.{field}={value}" for section, values in WORDLE_OVERRIDES.items()
             for field, value in values.items()]
     return submit_to_a_local_cluster("jobs/qsft_wordle.py", tmp_path_factory.mktemp("submitted") / "wordle", sets)
+
+
+def scratch_checkpoints(tmp_path_factory, cfg, texts: list[str], prefix: str) -> list[str]:
+    """Two untrained checkpoints (seeds 1 and 2) sharing one tokenizer trained on `texts`: a BC- and a
+    Q-SFT-shaped pair for policy tests."""
+    from pipeline.models import build_tokenizer, load_initial_model, save_checkpoint
+
+    tokenizer = build_tokenizer(cfg, texts)
+    paths = []
+    for seed in (1, 2):
+        path = str(tmp_path_factory.mktemp(f"{prefix}{seed}"))
+        save_checkpoint(path, load_initial_model(cfg, tokenizer, seed), tokenizer, {"stage": "test"})
+        paths.append(path)
+    return paths
+
+
+def assert_job_succeeded(run: SubmittedRun, out: Path, episodes: int) -> None:
+    """A submitted pipeline job exited 0, Ray reports it SUCCEEDED, and every stage left its artefact."""
+    import json
+
+    assert run.submit.returncode == 0, (run.submit.stdout + run.submit.stderr)[-3000:]
+    assert "SUCCEEDED" in run.job_list, run.job_list[-3000:]
+    for path in ("data/dataset.json", "bc/checkpoint/stage.json", "qsft/checkpoint/stage.json",
+                 "eval/qsft/summary.json", "report/report.html"):
+        assert (out / path).exists(), path
+    summary = json.loads((out / "eval" / "qsft" / "summary.json").read_text())
+    assert summary["episodes"] == episodes and 0.0 <= summary["success_rate"] <= 1.0

@@ -9,12 +9,12 @@ import json
 import gymnasium
 import numpy as np
 import pytest
+from conftest import scratch_checkpoints
 
 import envs
 from envs.base import play
 from pipeline.config import ModelConfig
 from pipeline.evaluate import play_chunk
-from pipeline.models import build_tokenizer, load_initial_model, save_checkpoint
 from pipeline.policy import LMPolicy, PolicySpec
 
 
@@ -40,13 +40,7 @@ def checkpoints(tmp_path_factory):
     for seed in range(4):
         play(env, Recording(), seed, {"split": "train", "index": seed})
     cfg = ModelConfig(n_layer=1, n_embd=32, n_head=2, max_length=768, vocab_size=1024)
-    tokenizer = build_tokenizer(cfg, texts)
-    paths = []
-    for seed in (1, 2):
-        path = str(tmp_path_factory.mktemp(f"webshop{seed}"))
-        save_checkpoint(path, load_initial_model(cfg, tokenizer, seed), tokenizer, {"stage": "test"})
-        paths.append(path)
-    return paths
+    return scratch_checkpoints(tmp_path_factory, cfg, texts, "webshop")
 
 
 @pytest.mark.parametrize("extracted", [False, True], ids=["bc", "qsft"])

@@ -3,9 +3,9 @@ formula pi ∝ pi_beta * exp(beta * p_theta) computed by hand from two tiny mode
 
 import pytest
 import torch
+from conftest import scratch_checkpoints
 
 from pipeline.config import ModelConfig
-from pipeline.models import build_tokenizer, load_initial_model, save_checkpoint
 from pipeline.policy import LMPolicy, PolicySpec, Segment
 
 TEXTS = ["Guess the word.\n", "crane", "crane: _ Y _ _ G\n", "slate", "slate: G G G G G\n", "abbey"] * 30
@@ -14,13 +14,7 @@ TEXTS = ["Guess the word.\n", "crane", "crane: _ Y _ _ G\n", "slate", "slate: G 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     cfg = ModelConfig(n_layer=1, n_embd=32, n_head=2, max_length=64, vocab_size=300)
-    tokenizer = build_tokenizer(cfg, TEXTS)
-    paths = []
-    for seed in (1, 2):
-        path = str(tmp_path_factory.mktemp(f"m{seed}"))
-        save_checkpoint(path, load_initial_model(cfg, tokenizer, seed), tokenizer, {"stage": "test"})
-        paths.append(path)
-    return paths
+    return scratch_checkpoints(tmp_path_factory, cfg, TEXTS, "m")
 
 
 def by_hand(policy: LMPolicy, context: list[int], beta: float, ratio: bool = False) -> torch.Tensor:

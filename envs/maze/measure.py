@@ -15,23 +15,20 @@ import numpy as np
 import envs
 from envs.base import play
 from envs.maze.env import STANDARD, Layout
-from envs.maze.policies import ACTIONS, beeline_move, shortest_path_move
+from envs.maze.policies import ACTIONS, MixtureBehaviour
 
 
 class MostLikelyMove:
     """The behaviour policy's mode at every step (its beeline move, unless the shortest path outweighs it)."""
 
     def __init__(self, optimal_prob: float, random_prob: float, layout: Layout = STANDARD) -> None:
-        self.optimal_prob, self.random_prob, self.layout = optimal_prob, random_prob, layout
+        self.behaviour = MixtureBehaviour(optimal_prob, random_prob, layout)
 
     def reset(self, seed: int) -> None:
         pass
 
     def act(self, observation, info) -> str:
-        weights = dict.fromkeys(ACTIONS, self.random_prob / len(ACTIONS))
-        weights[shortest_path_move(info["position"], info["goal"], self.layout)] += self.optimal_prob
-        weights[beeline_move(info["position"], info["goal"])] += 1 - self.optimal_prob - self.random_prob
-        return max(weights, key=weights.get)
+        return ACTIONS[int(np.argmax(self.behaviour.probabilities(info["position"], info["goal"])))]
 
 
 def main() -> None:

@@ -46,6 +46,13 @@ class MixtureBehaviour:
     def reset(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
+    def probabilities(self, position: tuple[int, int], goal: tuple[int, int]) -> np.ndarray:
+        """The policy's distribution over `ACTIONS` at `position` (the data's true pi_beta)."""
+        probs = np.full(len(ACTIONS), self.random_prob / len(ACTIONS))
+        probs[ACTIONS.index(shortest_path_move(position, goal, self.layout))] += self.optimal_prob
+        probs[ACTIONS.index(beeline_move(position, goal))] += 1 - self.optimal_prob - self.random_prob
+        return probs
+
     def act(self, observation: str, info: dict[str, Any]) -> str:
         u = self._rng.random()
         if u < self.optimal_prob:
