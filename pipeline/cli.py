@@ -88,7 +88,13 @@ def collect_main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--random-prob", type=float, default=None, help="behaviour: probability of a random move")
     parser.add_argument("--behaviour", default="{}", help="behaviour-policy parameters as JSON")
     args = parser.parse_args(argv)
-    params = json.loads(args.behaviour)
+    try:
+        params = json.loads(args.behaviour)
+    except json.JSONDecodeError as err:
+        _error(parser, f"--behaviour: {args.behaviour!r} is not valid JSON ({err})")
+    if not isinstance(params, dict):
+        _error(parser, f"--behaviour: expected a JSON object of parameters, e.g. '{{\"random_prob\": 0.2}}', "
+                       f"got {args.behaviour!r}")
     if args.random_prob is not None:
         params["random_prob"] = args.random_prob
     init_ray()
@@ -106,7 +112,7 @@ def collect_main(argv: list[str] | None = None) -> dict:
 
 def train_main(argv: list[str] | None = None):
     """`jobs/train.py`: one training stage (bc or qsft) as its own Ray Train job."""
-    from pipeline.data import DataError, read_metadata
+    from pipeline.data import DataError, FolderBusy, folder_lock, read_metadata
     from pipeline.presets import PRESET_NAMES
     from pipeline.run import stage_configs
     from pipeline.runtime import init_ray
@@ -136,9 +142,13 @@ def train_main(argv: list[str] | None = None):
         _, bc_cfg, qsft_cfg, _ = stage_configs(task, args.preset, {args.stage: overrides})
     except ConfigError as err:
         _error(parser, str(err))
-    init_ray()
-    result = run_stage(bc_cfg if args.stage == "bc" else qsft_cfg, args.data, args.out, task,
-                       bc_checkpoint=args.bc_checkpoint)
+    try:
+        with folder_lock(args.out):  # another run training into --out is refused, not interleaved
+            init_ray()
+            result = run_stage(bc_cfg if args.stage == "bc" else qsft_cfg, args.data, args.out, task,
+                               bc_checkpoint=args.bc_checkpoint)
+    except FolderBusy as err:
+        _error(parser, f"--out: {err}")
     print(f"{args.stage} checkpoint: {result.checkpoint}")
     print(json.dumps({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}, indent=1))
     return result

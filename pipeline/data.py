@@ -8,8 +8,9 @@ name and row count) and the episode and step counts; reading checks the folder a
 nothing downstream is built on bad data.
 
 Writers publish a local folder whole (`publishing`): they write into `<folder>.staging`, then rename it to
-`<folder>`, holding the lock file `<folder>.lock` all the while, so readers never see a half-written
-folder and a second writer is refused instead of deleting the first one's data.
+`<folder>`, holding the lock file `<folder>.lock` all the while (`folder_lock`), so readers never see a
+half-written folder and a second writer is refused instead of deleting the first one's data. Training
+stages hold their folder's lock the same way.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +196,13 @@ def writer_lock(lock: str) -> Iterator[None]:
         os.unlink(lock)
 
 
+def folder_lock(folder: str) -> AbstractContextManager[None]:
+    """`writer_lock` on `<folder>.lock`, beside the local folder `folder` (removing the folder keeps it)."""
+    folder = os.path.abspath(folder)
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    return writer_lock(f"{folder}.lock")
+
+
 def _lock_holder(lock: str) -> dict[str, Any]:
     try:
         with open(lock) as f:
@@ -220,7 +228,7 @@ def _is_stale(holder: dict[str, Any]) -> bool:
 def publishing(path: str) -> Iterator[str]:
     """Yield the folder to write a dataset into; when the block succeeds, it becomes `path` in one step.
 
-    A local `path` is written as `<path>.staging` under the lock `<path>.lock` (`writer_lock`), then
+    A local `path` is written as `<path>.staging` under the lock `<path>.lock` (`folder_lock`), then
     renamed to `path` (an existing dataset there is renamed aside first and deleted after); a failed
     block leaves `path` as it was. Object stores (s3://, gs://, ...) have neither an exclusive create nor
     a directory rename: there the folder is written in place (dataset.json last) and concurrent writers
@@ -231,8 +239,7 @@ def publishing(path: str) -> Iterator[str]:
         return
     path = os.path.abspath(path)
     staging, replaced = f"{path}.staging", f"{path}.replaced"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with writer_lock(f"{path}.lock"):
+    with folder_lock(path):
         for leftover in (staging, replaced):  # a dead writer's, whose lock was just reclaimed
             shutil.rmtree(leftover, ignore_errors=True)
         os.makedirs(staging)

@@ -1,7 +1,9 @@
 """The staged pipeline of one task: collect -> BC -> Q-SFT -> select settings -> evaluate both -> report.
 
-Stages hand off by path under one output folder and are skipped when their output exists (unless forced;
-forcing a stage redoes every stage after it too):
+Stages hand off by path under one output folder and are skipped when their output exists, unless forced
+(forcing a stage redoes every stage after it too) or made from upstream outputs that have changed since
+(a new dataset or checkpoint, e.g. from jobs/collect.py or jobs/train.py; `STAGE_INPUTS`, recorded with
+their `fingerprint` in stage_inputs.json):
 
     <out>/data/dataset.json            collection (Ray tasks -> Parquet)
     <out>/bc/checkpoint/stage.json     BC stage (its own Ray Train run)
@@ -10,11 +12,16 @@ forcing a stage redoes every stage after it too):
     <out>/eval/<policy>/summary.json   evaluation on held-out instances (Ray actors)
     <out>/report/report.html           table + plots (also logged to MLflow)
     <out>/stage_seconds.json           wall time of each stage that ran
+    <out>/stage_inputs.json            fingerprints of the upstream outputs each stage's output was made from
+
+A training stage holds the lock `<out>/<stage>.lock` while it trains (`pipeline.data.folder_lock`), so a
+second run training into the same folder is refused (FolderBusy) instead of interleaving checkpoints.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +41,10 @@ from pipeline.presets import preset
 
 STAGES = ("collect", "bc", "qsft", "select", "eval", "report")
 STAGE_SECONDS_FILE = "stage_seconds.json"
+STAGE_INPUTS_FILE = "stage_inputs.json"
+# The upstream outputs each stage's output is made from (evaluation per policy: eval_bc, eval_qsft).
+STAGE_INPUTS = {"bc": ("collect",), "qsft": ("collect", "bc"), "select": ("bc", "qsft"),
+                "eval_bc": ("bc", "select"), "eval_qsft": ("bc", "qsft", "select")}
 
 
 def stage_configs(task: str, preset_name: str, overrides: dict[str, dict[str, Any]] | None = None):
@@ -56,11 +67,31 @@ def stage_configs(task: str, preset_name: str, overrides: dict[str, dict[str, An
     return collect, bc, qsft, evaluation
 
 
+def fingerprint(marker: str) -> str | None:
+    """A stage output's identity: the digest of its marker file (dataset.json, stage.json, ...); None if absent.
+
+    The marker is written last and changes with every new output (a new collection's timing, a new
+    checkpoint's metrics), so an unchanged digest means an unchanged output.
+    """
+    try:
+        with open(marker, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    except FileNotFoundError:
+        return None
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict | None = None,
                  force: tuple[str, ...] = (), stages: tuple[str, ...] = STAGES, progress: bool = True) -> dict:
     """Run (or resume) the task's pipeline in `out`; returns {policy name: evaluation summary}."""
     from pipeline.collect import collect
-    from pipeline.data import METADATA_FILE, read_metadata
+    from pipeline.data import METADATA_FILE, folder_lock, read_metadata
     from pipeline.evaluate import EvalPool, summarize
     from pipeline.models import STAGE_FILE
     from pipeline.policy import PolicySpec
@@ -79,53 +110,72 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
     bc_ckpt = os.path.join(out, "bc", FINAL_CHECKPOINT)
     qsft_ckpt = os.path.join(out, "qsft", FINAL_CHECKPOINT)
 
-    def needed(stage: str, marker: str) -> bool:
+    selection_path = os.path.join(out, "select", SELECTION_FILE)
+    folders = {name: os.path.join(out, "eval", name) for name in ("bc", "qsft")}
+    markers = {"collect": os.path.join(data, METADATA_FILE), "bc": os.path.join(bc_ckpt, STAGE_FILE),
+               "qsft": os.path.join(qsft_ckpt, STAGE_FILE), "select": selection_path,
+               **{f"eval_{name}": os.path.join(folder, SUMMARY_FILE) for name, folder in folders.items()}}
+    tracking_uri = tracking.tracking_uri_for(out)
+    timings_path, inputs_path = os.path.join(out, STAGE_SECONDS_FILE), os.path.join(out, STAGE_INPUTS_FILE)
+    timings: dict[str, float] = _read_json(timings_path)
+    made_from: dict[str, dict[str, str | None]] = _read_json(inputs_path)
+
+    def inputs(key: str) -> dict[str, str | None]:
+        return {name: fingerprint(markers[name]) for name in STAGE_INPUTS.get(key, ())}
+
+    def changed(key: str) -> list[str]:
+        """The upstream outputs that changed since output `key` was made from them (none if unrecorded)."""
+        recorded = made_from.get(key, {})
+        return [name for name, digest in inputs(key).items() if recorded.get(name, digest) != digest]
+
+    def needed(stage: str, key: str | None = None) -> bool:
+        """Whether to run `stage` (into output `key`, default the stage's name)."""
+        key = key or stage
         if stage not in stages:
             return False
-        if stage in force or not os.path.exists(marker):
+        if changed(key):
+            print(f"[{stage}] redone: {' and '.join(changed(key))} changed since {markers[key]} was made")
             return True
-        print(f"[{stage}] skipped: {marker} exists (use --force {stage} to redo)")
+        if stage in force or not os.path.exists(markers[key]):
+            return True
+        print(f"[{stage}] skipped: {markers[key]} exists (use --force {stage} to redo)")
         return False
 
-    tracking_uri = tracking.tracking_uri_for(out)
-    timings_path = os.path.join(out, STAGE_SECONDS_FILE)
-    timings: dict[str, float] = {}
-    if os.path.exists(timings_path):
-        with open(timings_path) as f:
-            timings = json.load(f)
+    def finished(key: str, started: float) -> None:
+        """Record the stage's wall time and what its output was made from."""
+        timings[key] = round(time.perf_counter() - started, 1)
+        made_from[key] = inputs(key)
+        for path, record in ((timings_path, timings), (inputs_path, made_from)):
+            with open(path, "w") as f:
+                json.dump(record, f, indent=1)
 
-    def record_time(stage: str, started: float) -> None:
-        timings[stage] = round(time.perf_counter() - started, 1)
-        with open(timings_path, "w") as f:
-            json.dump(timings, f, indent=1)
-
-    if needed("collect", os.path.join(data, METADATA_FILE)):
+    if needed("collect"):
         t = time.perf_counter()
         meta = collect(task, collect_cfg.episodes, data, seed=collect_cfg.seed,
                        behaviour_params=collect_cfg.behaviour or None, progress=progress)
-        record_time("collect", t)
+        finished("collect", t)
         print(f"[collect] {meta['num_episodes']} episodes, {meta['num_steps']} steps, "
               f"mean return {meta['return']['mean']:.2f}, success {100 * meta['success_rate']:.1f}%")
-    for stage, cfg, ckpt, bc in (("bc", bc_cfg, bc_ckpt, None), ("qsft", qsft_cfg, qsft_ckpt, bc_ckpt)):
-        if needed(stage, os.path.join(ckpt, STAGE_FILE)):
-            if stage in force:  # a redo starts over; a plain re-run resumes an interrupted stage
-                shutil.rmtree(os.path.join(out, stage), ignore_errors=True)
+    for stage, cfg, bc in (("bc", bc_cfg, None), ("qsft", qsft_cfg, bc_ckpt)):
+        if needed(stage):
+            folder = os.path.join(out, stage)
             t = time.perf_counter()
-            result = run_stage(cfg, data, os.path.join(out, stage), task, bc_checkpoint=bc,
-                               tracking_uri=tracking_uri, progress=progress)
-            record_time(stage, t)
+            with folder_lock(folder):  # FolderBusy if another run trains into this folder
+                if stage in force or changed(stage):  # a redo starts over; a re-run resumes an interrupted stage
+                    shutil.rmtree(folder, ignore_errors=True)
+                result = run_stage(cfg, data, folder, task, bc_checkpoint=bc, tracking_uri=tracking_uri,
+                                   progress=progress)
+            finished(stage, t)
             print(f"[{stage}] checkpoint {result.checkpoint} (loss {result.metrics.get('loss', float('nan')):.4f})")
 
-    selection_path = os.path.join(out, "select", SELECTION_FILE)
-    folders = {name: os.path.join(out, "eval", name) for name in ("bc", "qsft")}
     with EvalPool(task, eval_cfg) as pool:  # one set of actors for the selection and the held-out evaluation
-        if needed("select", selection_path):
+        if needed("select"):
             t = time.perf_counter()
             selection = select_settings(pool, bc_ckpt, qsft_ckpt, eval_cfg, progress=progress)
             os.makedirs(os.path.dirname(selection_path), exist_ok=True)
             with open(selection_path, "w") as f:
                 json.dump(selection, f, indent=1)
-            record_time("select", t)
+            finished("select", t)
         if os.path.exists(selection_path):
             with open(selection_path) as f:
                 selection = json.load(f)
@@ -134,10 +184,10 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
         specs = {"bc": PolicySpec.from_config(eval_cfg, bc_ckpt),
                  "qsft": PolicySpec.from_config(eval_cfg, bc_ckpt, qsft_ckpt)}
         for name, spec in specs.items():
-            if needed("eval", os.path.join(folders[name], SUMMARY_FILE)):
+            if needed("eval", f"eval_{name}"):
                 t = time.perf_counter()
                 records = pool.evaluate(spec, eval_cfg.seed, "eval", progress)
-                record_time(f"eval_{name}", t)
+                finished(f"eval_{name}", t)
                 save_records(folders[name], records, {"policy": spec.name, "eval_config": dataclasses.asdict(eval_cfg)})
     runs = {}
     for name, spec in specs.items():

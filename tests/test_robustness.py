@@ -132,3 +132,35 @@ def test_a_bad_dataset_in_the_pipeline_is_a_one_line_error(tmp_path, monkeypatch
     stderr = _one_line_error(functools.partial(cli.pipeline_main, "wordle"),
                              ["--out", str(tmp_path), "--stages", "bc"], monkeypatch, capsys)
     assert "dataset.json: schema_version 1, but this code reads version" in stderr
+
+
+@pytest.mark.parametrize("job", ["pipeline", "train"])
+def test_training_into_a_held_stage_folder_is_a_one_line_error(job, tmp_path, monkeypatch, capsys):
+    """Another run holds <out>/bc.lock: the BC stage is refused before it trains (pipeline job and train job)."""
+    from pipeline import cli
+
+    def trains(*args, **kwargs):
+        raise AssertionError("trained into a folder another run holds")
+
+    monkeypatch.setattr(train, "run_stage", trains)
+    os.makedirs(tmp_path / "data")
+    (tmp_path / "data" / "dataset.json").write_text(json.dumps({"task": "wordle"}))
+    (tmp_path / "bc.lock").write_text(json.dumps({"pid": 1, "host": "another-host"}))
+    main, argv = {"pipeline": (functools.partial(cli.pipeline_main, "wordle"), ["--out", str(tmp_path),
+                                                                                 "--stages", "bc"]),
+                  "train": (cli.train_main, ["--stage", "bc", "--data", str(tmp_path / "data"),
+                                             "--out", str(tmp_path / "bc")])}[job]
+    stderr = _one_line_error(main, argv, monkeypatch, capsys)
+    assert f"{tmp_path}/bc.lock: another writer holds this lock" in stderr
+
+
+@pytest.mark.parametrize("behaviour, message", [
+    ("{random_prob: 0.2}", "--behaviour: '{random_prob: 0.2}' is not valid JSON"),
+    ("0.2", "--behaviour: expected a JSON object of parameters"),
+])
+def test_bad_behaviour_json_is_a_one_line_error(behaviour, message, tmp_path, monkeypatch, capsys):
+    from pipeline import cli
+
+    stderr = _one_line_error(cli.collect_main, ["--task", "wordle", "--episodes", "2", "--out", str(tmp_path / "d"),
+                                                "--behaviour", behaviour], monkeypatch, capsys)
+    assert message in stderr, stderr

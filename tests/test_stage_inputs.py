@@ -1,0 +1,66 @@
+"""A stage is skipped only while its output exists and was made from the upstream outputs there now."""
+
+import json
+import os
+
+import pytest
+
+import pipeline.collect
+import pipeline.select
+from pipeline import train
+from pipeline.run import run_pipeline
+
+SELECTION = {"temperature": 1.0, "beta": 1.0, "ratio_form": False, "validation_episodes": 2, "validation": []}
+
+
+def new_output(marker: str) -> None:
+    """Write a marker file whose content no earlier output had (as a new collection or checkpoint's has)."""
+    os.makedirs(os.path.dirname(marker), exist_ok=True)
+    with open(marker, "w") as f:
+        json.dump({"made": os.urandom(8).hex()}, f)
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """Stand-ins for the collect, training and select stages that write only their outputs' marker files;
+    the list of the stages they ran, in order."""
+    ran: list[str] = []
+
+    def collect(task, episodes, out, **kwargs):
+        ran.append("collect")
+        new_output(os.path.join(out, "dataset.json"))
+        return {"num_episodes": 1, "num_steps": 1, "return": {"mean": 0.0}, "success_rate": 0.0}
+
+    def run_stage(cfg, data, out, task, **kwargs):
+        ran.append(cfg.stage)
+        assert not os.path.exists(os.path.join(out, "left_by_an_earlier_run")), "redone without starting over"
+        new_output(os.path.join(out, train.FINAL_CHECKPOINT, "stage.json"))
+        return train.StageResult(os.path.join(out, train.FINAL_CHECKPOINT), {"loss": 0.0}, 0)
+
+    def select_settings(*args, **kwargs):
+        ran.append("select")
+        return SELECTION
+
+    monkeypatch.setattr(pipeline.collect, "collect", collect)
+    monkeypatch.setattr(train, "run_stage", run_stage)
+    monkeypatch.setattr(pipeline.select, "select_settings", select_settings)
+    return ran
+
+
+def test_a_stage_made_from_changed_outputs_is_redone_not_skipped(tmp_path, ran):
+    stages = ("collect", "bc", "qsft", "select")
+    run_pipeline("wordle", str(tmp_path), stages=stages, progress=False)
+    assert ran == list(stages)
+    run_pipeline("wordle", str(tmp_path), stages=stages, progress=False)
+    assert ran == list(stages)                                   # nothing changed: every stage skipped
+
+    ran.clear()
+    new_output(str(tmp_path / "data" / "dataset.json"))         # a new dataset (jobs/collect.py --out <out>/data)
+    (tmp_path / "bc" / "left_by_an_earlier_run").write_text("")
+    run_pipeline("wordle", str(tmp_path), stages=stages, progress=False)
+    assert ran == ["bc", "qsft", "select"]                       # BC started over, and what was made from it
+
+    ran.clear()
+    new_output(str(tmp_path / "qsft" / train.FINAL_CHECKPOINT / "stage.json"))   # jobs/train.py --stage qsft
+    run_pipeline("wordle", str(tmp_path), stages=stages, progress=False)
+    assert ran == ["select"]
