@@ -8,10 +8,12 @@ is refused while the first runs, and readers see either the old dataset or the n
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import gymnasium
@@ -19,6 +21,7 @@ import numpy as np
 import ray
 
 import envs
+from pipeline import tracking
 from pipeline.data import (
     SCHEMA_VERSION,
     STEP_SCHEMA,
@@ -80,14 +83,17 @@ def play_episode(env: gymnasium.Env, policy: envs.BehaviourPolicy, seed: int, op
 
 @ray.remote(num_returns=2)
 def collect_chunk(task_name: str, episode_ids: list[int], seed: int, behaviour_params: dict):
-    """Play a chunk of episodes in one process; returns (their step rows, per-episode statistics)."""
+    """Play a chunk of episodes in one process; returns (their step rows, per-episode statistics and the
+    env's spaces)."""
     task = envs.get_task(task_name)
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     policy = task.make_behaviour(**behaviour_params)
     episodes = [play_episode(env, policy, episode_seed(seed, e), {"split": "train"}, e, task_name)
                 for e in episode_ids]
+    spaces = {"observation_space": describe_space(env.observation_space),
+              "action_space": describe_space(env.action_space)}
     env.close()
-    stats = {"return": [ep.raw_return for ep in episodes],
+    stats = {"spaces": [spaces], "return": [ep.raw_return for ep in episodes],
              "unit_return": [sum(task.unit_rewards(ep.rewards, ep.terminated)) for ep in episodes],
              "success": [task.success(ep.rewards, ep.terminated) for ep in episodes],
              "length": [len(ep.actions) for ep in episodes],
@@ -130,6 +136,7 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
 
         merged = {key: [v for chunk in stats for v in chunk[key]] for key in stats[0]}
         metadata = _summarize(merged, task, params, seed, shard_list(folder))
+        metadata.update(merged["spaces"][0], created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         metadata["collection_seconds"] = round(elapsed, 3)
         write_metadata(folder, metadata)
     return metadata
@@ -163,9 +170,10 @@ class _PartNames(ray.data.datasource.FilenameProvider):
 
 def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int,
                shards: list[dict[str, Any]]) -> dict[str, Any]:
-    """dataset.json: what was collected, how, into which shards (names and row counts), and its return
-    statistics (raw and unit); where the env's `info` names a `task_type` (ALFWorld), also episodes and
-    success rate per task type."""
+    """dataset.json: what was collected, how and by which code, into which shards (names and row counts),
+    the task's score normalizer and unit-reward rule, and the return statistics (raw and unit); where the
+    env's `info` names a `task_type` (ALFWorld), also episodes and success rate per task type. (`collect`
+    adds the env's spaces, the creation time and the collection's wall time.)"""
     num_episodes, num_steps = len(stats["return"]), int(sum(stats["length"]))
     metadata = {
         "schema_version": SCHEMA_VERSION,
@@ -173,7 +181,11 @@ def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int,
         "task": task.name,
         "env_id": task.env_id,
         "env_version": task.version,
+        "code_version": tracking.code_version(),
         "behaviour_policy": {"factory": _qualified_name(task.make_behaviour), "params": params},
+        "score_normalizer": {**dataclasses.asdict(task.normalizer),
+                             "rule": "piecewise linear: worst -> 0, average -> 50, best -> 100 (LMRL-Gym)"},
+        "unit_rewards": _qualified_name(task.unit_rewards),
         "seed": seed,
         "episode_seeds": "seed * 1000003 + episode_id",
         "num_episodes": num_episodes,
@@ -206,8 +218,25 @@ def _by_task_type(task_types: list[str], successes: list[bool]) -> dict[str, dic
             "success_rate_by_task_type": {t: float(np.mean(by_type[t])) for t in types}}
 
 
+def describe_space(space: gymnasium.Space) -> dict[str, Any]:
+    """A gymnasium space as JSON, in the spirit of Minari's: its type and parameters (Text: lengths and
+    charset; Box: shape, dtype and bounds, one number where all are equal; Dict: its spaces)."""
+    if isinstance(space, gymnasium.spaces.Dict):
+        return {"type": "Dict", "spaces": {key: describe_space(sub) for key, sub in space.spaces.items()}}
+    if isinstance(space, gymnasium.spaces.Text):
+        return {"type": "Text", "min_length": space.min_length, "max_length": space.max_length,
+                "charset": "".join(sorted(space.character_set))}
+    if isinstance(space, gymnasium.spaces.Box):
+        def bound(values: np.ndarray) -> Any:
+            return _rounded(values.flat[0]) if np.all(values == values.flat[0]) else _rounded(values)
+
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype), "low": bound(space.low),
+                "high": bound(space.high)}
+    return {"type": type(space).__name__, "repr": repr(space)}
+
+
 def _qualified_name(factory) -> str:
-    """module.name of a behaviour factory (a function, a class, or a functools.partial of one)."""
+    """module.name of a factory (a function, a class, or a functools.partial of one)."""
     factory = getattr(factory, "func", factory)
     return f"{factory.__module__}.{factory.__qualname__}"
 

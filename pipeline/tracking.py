@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
 RUN_ID_FILE = "mlflow_run_id"
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,22 @@ def tracking_uri_for(root: str, tracking_uri: str | None = None, create: bool = 
         return None
     os.makedirs(root, exist_ok=True)
     return f"sqlite:///{db}"
+
+
+def code_version() -> str:
+    """The project's git commit (short), with "-dirty" if tracked files differ from it; "unknown" where the
+    code is not a git checkout (a copied working directory) or git is missing."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=PROJECT, capture_output=True, text=True, timeout=10,
+                                  check=False).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    head = git("rev-parse", "--short", "HEAD")
+    if not head:
+        return "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def start_stage_run(folder: str, run_name: str, tracking_uri: str,

@@ -9,10 +9,15 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
+import gymnasium
+import numpy as np
 import pytest
 
-from pipeline.collect import collect
+import envs
+from pipeline import tracking
+from pipeline.collect import collect, describe_space
 from pipeline.data import FolderBusy, load_episodes, publishing, read_metadata, shard_list, writer_lock
 
 
@@ -40,6 +45,29 @@ def test_collect_records_its_shards_and_leaves_no_lock_or_staging(tmp_path, ray_
     assert sum(s["rows"] for s in meta["shards"]) == meta["num_rows"] == meta["num_steps"] + 6
     assert len(load_episodes(out)) == 6
     assert sorted(os.listdir(tmp_path)) == ["data"]
+
+
+def test_dataset_json_describes_the_spaces_normalizer_code_and_creation(tmp_path, ray_local):
+    out, task = str(tmp_path / "data"), envs.get_task("wordle")
+    meta = collect("wordle", 2, out, workers=1, progress=False)
+    assert read_metadata(out) == meta
+    assert meta["observation_space"]["type"] == meta["action_space"]["type"] == "Text"
+    assert meta["action_space"]["max_length"] == 64 and "a" in meta["action_space"]["charset"]
+    normalizer = meta["score_normalizer"]
+    assert (normalizer["worst"], normalizer["average"], normalizer["best"]) == (
+        task.normalizer.worst, task.normalizer.average, task.normalizer.best)
+    assert meta["unit_rewards"].endswith(task.unit_rewards.__qualname__)
+    assert meta["code_version"] == tracking.code_version() != "unknown"   # the tests run in a git checkout
+    assert timedelta(0) <= datetime.now(timezone.utc) - datetime.fromisoformat(meta["created"]) < timedelta(hours=1)
+
+
+def test_a_pixel_space_is_described_without_its_pixels():
+    space = gymnasium.spaces.Dict({"image": gymnasium.spaces.Box(0, 255, (64, 64, 3), np.uint8),
+                                   "proprio": gymnasium.spaces.Box(np.array([-2.0, 0.0], np.float32),
+                                                                   np.array([2.0, 0.05], np.float32))})
+    assert json.loads(json.dumps(describe_space(space))) == {"type": "Dict", "spaces": {
+        "image": {"type": "Box", "shape": [64, 64, 3], "dtype": "uint8", "low": 0.0, "high": 255.0},
+        "proprio": {"type": "Box", "shape": [2], "dtype": "float32", "low": [-2.0, 0.0], "high": [2.0, 0.05]}}}
 
 
 def test_a_second_collection_into_a_held_folder_is_refused_and_keeps_the_first_ones_data(tmp_path, ray_local):
