@@ -41,9 +41,9 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training stage (BC or Q-SFT) on Ray Train."""
+    """One training stage on Ray Train: BC, Q-SFT, or a baseline on the same rows (filtered BC, ILQL, SPO)."""
 
-    stage: Literal["bc", "qsft"] = "bc"
+    stage: Literal["bc", "filtered_bc", "qsft", "ilql", "spo"] = "bc"
     model: ModelConfig = field(default_factory=ModelConfig)
     lr: float = 3e-4
     weight_decay: float = 0.0
@@ -69,6 +69,15 @@ class TrainConfig:
     tau: float = 0.005              # Polyak rate
     hard_update_every: int = 100    # steps between hard copies
     init_from: Literal["pretrained", "bc"] = "pretrained"
+    # filtered BC only
+    filter_top_fraction: float = 0.3  # BC on the episodes whose return is in the dataset's top fraction
+    # ILQL only (gamma, tau and target_update as for Q-SFT)
+    tau_e: float = 0.7              # expectile of V's regression on Q, in (0, 1); 0.5 is the mean
+    cql_weight: float = 0.01        # weight of the CQL term logsumexp_a Q(s,a) - Q(s,a_i)
+    # SPO only
+    spo_beta: float = 0.1           # the soft-RL temperature beta of Q_t = Q0 + sum beta (log pi_theta - log pi_0)
+    spo_loss: Literal["squared", "cross_entropy"] = "squared"  # the terminal Q-regression loss
+    spo_turn_targets: bool = True   # also regress Q at every turn's last token, not only at the last one
 
 
 @dataclass(frozen=True)
@@ -173,9 +182,10 @@ def _coerce(name: str, hint: Any, current: Any, value: Any) -> Any:
 
 _POSITIVE = ("lr", "batch_size", "epochs", "num_workers", "cpus_per_worker", "n_layer", "n_embd", "n_head",
              "max_length", "vocab_size", "num_episodes", "num_actors", "cpus_per_actor", "envs_per_actor",
-             "max_action_tokens", "hard_update_every", "num_validation_episodes", "log_every", "episodes")
-_UNIT_INTERVAL = ("gamma", "tau", "support_eps", "dropout")
-_NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures", "checkpoint_every")
+             "max_action_tokens", "hard_update_every", "num_validation_episodes", "log_every", "episodes",
+             "filter_top_fraction", "spo_beta")
+_UNIT_INTERVAL = ("gamma", "tau", "support_eps", "dropout", "filter_top_fraction")
+_NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures", "checkpoint_every", "cql_weight")
 
 
 def _validate(cfg: Any) -> None:
@@ -187,5 +197,7 @@ def _validate(cfg: Any) -> None:
             raise ConfigError(f"config field {f.name!r} must lie in [0, 1], got {value!r}")
         if f.name in _NON_NEGATIVE and not all(v >= 0 for v in (value if isinstance(value, tuple) else (value,))):
             raise ConfigError(f"config field {f.name!r} must be >= 0, got {value!r}")
+    if isinstance(cfg, TrainConfig) and not 0 < cfg.tau_e < 1:
+        raise ConfigError(f"config field 'tau_e' must lie in (0, 1), got {cfg.tau_e!r}")
     if isinstance(cfg, ModelConfig) and cfg.n_embd % cfg.n_head:
         raise ConfigError(f"config field 'n_embd' ({cfg.n_embd}) must be divisible by 'n_head' ({cfg.n_head})")

@@ -9,6 +9,10 @@ at Q-SFT's fixed point p_theta(a|s) ≈ pi_beta(a|s) Q(s,a) plus the label-smoot
 (1 - y)/(V - 1) of the other actions, so p_theta / pi_beta ≈ Q(s,a) on the support, where that mass is
 negligible next to pi_beta; off the support it would dominate the ratio, hence the restriction.
 beta trades improvement against staying close to the behaviour policy (beta = 0 is BC).
+
+ILQL's extraction (Snell et al. 2022) reads its Q and V heads instead:
+
+    pi(a|s) ∝ pi_beta(a|s) * exp(beta * (Q(s,a) - V(s)))
 """
 
 from __future__ import annotations
@@ -32,4 +36,13 @@ def extracted_log_probs(behaviour_logits: torch.Tensor, q_logits: torch.Tensor, 
     if support_eps > 0:
         outside = (log_beta <= math.log(support_eps)) & (log_beta < log_beta.max(dim=-1, keepdim=True).values)
         scores = scores.masked_fill(outside, -torch.inf)
+    return F.log_softmax(scores, dim=-1)
+
+
+def ilql_log_probs(behaviour_logits: torch.Tensor, q_values: torch.Tensor, value: torch.Tensor, beta: float
+                   ) -> torch.Tensor:
+    """Normalised log pi(.|s) over the last dimension from pi_beta's logits and ILQL's Q(s, .) and V(s)
+    (value: the leading shape of q_values). V does not change the normalised distribution; it is kept so the
+    scores are the advantages the formula names."""
+    scores = F.log_softmax(behaviour_logits.float(), dim=-1) + beta * (q_values.float() - value.float()[..., None])
     return F.log_softmax(scores, dim=-1)

@@ -4,7 +4,8 @@ A model is any `AutoModelForCausalLM`, loaded from a local path or hub id, or, b
 (or, with `architecture="llama"`, a Llama-shaped) model initialised from scratch with a seed (so BC and Q-SFT start from identical weights), with a
 byte-level BPE tokenizer trained on the task's own text. Pixel tasks get `PixelGPT` (pipeline.pixel_model)
 and a word-level tokenizer over `<|obs|>` and the action bins. A checkpoint folder holds the model, the
-tokenizer, `stage.json` (config and metrics of the stage that wrote it) and, for resuming, `trainer_state.pt`.
+tokenizer, `stage.json` (config and metrics of the stage that wrote it), ILQL's Q and V heads
+(`value_heads.pt`, beside the LM they read) and, for resuming, `trainer_state.pt`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pipeline.tokens import EOT, OBS, PAD
 
 STAGE_FILE = "stage.json"
 TRAINER_STATE_FILE = "trainer_state.pt"
+HEADS_FILE = "value_heads.pt"
 
 
 def build_tokenizer(cfg: ModelConfig, texts: Iterable[str], extra_tokens: Iterable[str] = ()):
@@ -135,12 +137,55 @@ class TokenLogits(nn.Module):
         return self.model.get_output_embeddings()(hidden[rows, positions])
 
 
+class ValueHeads(nn.Module):
+    """ILQL's heads on an LM's final hidden states h(s): Q(s, .) = W_q h(s) + b_q over the vocabulary, and
+    V(s) = w_v . h(s) + b_v."""
+
+    def __init__(self, hidden_size: int, vocab_size: int):
+        super().__init__()
+        self.q = nn.Linear(hidden_size, vocab_size)
+        self.v = nn.Linear(hidden_size, 1)
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.q(hidden), self.v(hidden).squeeze(-1)
+
+
+def new_value_heads(model) -> ValueHeads:
+    """Heads sized to `model`'s hidden states and output vocabulary."""
+    head = model.get_output_embeddings()
+    return ValueHeads(head.in_features, head.out_features)
+
+
+def load_value_heads(path: str, device: str | torch.device = "cpu") -> ValueHeads:
+    """A checkpoint's ILQL heads (tensors only: `weights_only=True`), in eval mode."""
+    state = torch.load(os.path.join(path, HEADS_FILE), map_location=device, weights_only=True)
+    heads = ValueHeads(state["q.weight"].shape[1], state["q.weight"].shape[0])
+    heads.load_state_dict(state)
+    return heads.to(device).eval()
+
+
+class TokenValues(nn.Module):
+    """ILQL's (Q(s, .), V(s)) at the requested (row, position) pairs: backbone once, heads on N rows."""
+
+    def __init__(self, model, heads: ValueHeads):
+        super().__init__()
+        self.model, self.heads = model, heads
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
+                positions: torch.Tensor, **observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                       **observations).last_hidden_state
+        return self.heads(hidden[rows, positions])
+
+
 def save_checkpoint(path: str, model, tokenizer, stage_info: dict[str, Any],
-                    trainer_state: dict[str, Any] | None = None) -> None:
+                    trainer_state: dict[str, Any] | None = None, heads: ValueHeads | None = None) -> None:
     """Write a complete checkpoint folder (callers write to a temporary folder and report it)."""
     os.makedirs(path, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    if heads is not None:
+        torch.save(heads.state_dict(), os.path.join(path, HEADS_FILE))
     with open(os.path.join(path, STAGE_FILE), "w") as f:
         json.dump(stage_info, f, indent=2, sort_keys=True, default=str)
     if trainer_state is not None:

@@ -1,8 +1,13 @@
-"""The training stages (BC, Q-SFT): one Ray Train loop, the stage chooses the loss.
+"""The training stages: one Ray Train loop, the stage chooses the loss (pipeline.losses).
 
-    bc:   minimise  mean_i -log pi(a_i|s_i)                         over agent tokens
-    qsft: minimise  mean_i qsft_token_losses(p_theta, a_i, y_i)      y_i = Bellman target (pipeline.losses)
-          with a frozen pi_beta (the BC checkpoint) and a target network p_target (Polyak tau or hard copy).
+    bc:          minimise  mean_i -log pi(a_i|s_i)                         over agent tokens
+    filtered_bc: the same, on the episodes whose return is in the dataset's top `filter_top_fraction`
+    qsft:        minimise  mean_i qsft_token_losses(p_theta, a_i, y_i)      y_i = Bellman target
+                 with a frozen pi_beta (the BC checkpoint) and a target network p_target (Polyak tau or hard copy).
+    ilql:        minimise  mean_i L_Q + L_V + cql_weight * L_CQL           Q and V heads on the LM (from BC),
+                 a target network as for Q-SFT; the heads are saved beside the LM (models.HEADS_FILE)
+    spo:         minimise  mean over targets of L(Q_t, R)                 Q_t = Q0_hat + sum beta (log pi_theta -
+                 log pi_0), pi_theta from BC, pi_0 the frozen BC checkpoint, Q0_hat per episode from the data
 
 Each stage is its own TorchTrainer run writing HF checkpoints; re-running with the same output folder
 resumes from the last reported checkpoint (Ray Train V2: same RunConfig name and storage path). The
@@ -12,12 +17,13 @@ finished stage's model is copied to `<out>/checkpoint`, which the next stage loa
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,19 +31,34 @@ import torch
 
 from pipeline import losses
 from pipeline.batches import PadBatch, observation_inputs
-from pipeline.config import ConfigError, TrainConfig, from_dict, to_dict
+from pipeline.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
 from pipeline.models import (
     STAGE_FILE,
     TRAINER_STATE_FILE,
     TokenLogits,
+    TokenValues,
     load_initial_model,
     load_model,
     load_tokenizer,
+    load_value_heads,
+    new_value_heads,
     read_stage_info,
     save_checkpoint,
 )
 
 FINAL_CHECKPOINT = "checkpoint"
+# Each stage's budget and shared fields (gamma, tau, epochs) come from the preset's BC or Q-SFT section.
+BASE_STAGE = {"bc": "bc", "filtered_bc": "bc", "qsft": "qsft", "ilql": "qsft", "spo": "qsft"}
+FROM_BC = ("qsft", "ilql", "spo")  # the stages that read the BC checkpoint (pi_beta, pi_0, or their start)
+
+
+def method_config(stage: str, bc_cfg: TrainConfig, qsft_cfg: TrainConfig, overrides: dict | None = None
+                  ) -> TrainConfig:
+    """Any stage's config: the preset's BC config (filtered BC) or Q-SFT config (ILQL, SPO), then `overrides`."""
+    if stage not in BASE_STAGE:
+        raise ConfigError(f"config field 'stage' must be one of {list(BASE_STAGE)}, got {stage!r}")
+    base = bc_cfg if BASE_STAGE[stage] == "bc" else qsft_cfg
+    return apply_overrides(base, {**(overrides or {}), "stage": stage})
 
 
 # -------------------------------------------------------------------------------------------- step
@@ -47,10 +68,14 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
     tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
                             batch["lengths"], batch["terminated"], cfg.gamma, cfg.per_token_discount)
     ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
+    if cfg.stage == "ilql":
+        return _ilql_loss(cfg, batch, tr, policy, target)
     logits = policy(ids, attn, tr.row, tr.state_pos, **obs)
-    if cfg.stage == "bc":
+    if cfg.stage in ("bc", "filtered_bc"):
         token_losses = losses.bc_token_losses(logits, tr.action)
         return token_losses.mean(), {"tokens": tr.action.numel()}
+    if cfg.stage == "spo":
+        return _spo_loss(cfg, batch, tr, logits, behaviour)
     with torch.no_grad():
         next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
         if "behaviour_logp" in batch:  # precomputed top-k of pi_beta (pipeline.support)
@@ -68,6 +93,38 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
     }
 
 
+def _spo_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions, logits: torch.Tensor,
+              reference: torch.nn.Module) -> tuple[torch.Tensor, dict]:
+    """SPO: Q-regression of the cumulative Q of pi_theta (`logits`) against pi_0 (`reference`) on the returns."""
+    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
+    logp = -losses.bc_token_losses(logits, tr.action)
+    with torch.no_grad():
+        reference_logp = -losses.bc_token_losses(reference(ids, attn, tr.row, tr.state_pos, **obs), tr.action)
+    q = losses.cumulative_q(logp, reference_logp, tr.row, batch["q0"], cfg.spo_beta)
+    ends_turn = batch["turn_end"][tr.row, tr.state_pos + 1]
+    mask, returns = losses.spo_targets(tr.reward, tr.row, ends_turn, cfg.spo_turn_targets)
+    token_losses = losses.spo_regression_losses(q[mask], returns[mask], cfg.spo_beta, cfg.spo_loss)
+    return token_losses.mean(), {"tokens": tr.action.numel(), "targets": int(mask.sum()),
+                                 "q_mean": q[mask].mean().item(), "return_mean": returns[mask].mean().item(),
+                                 "log_ratio_mean": (logp - reference_logp).mean().item()}
+
+
+def _ilql_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions, online: torch.nn.Module,
+               target: torch.nn.Module) -> tuple[torch.Tensor, dict]:
+    """ILQL: one backbone pass gives Q and V at s_i and V at s'_i; the target network gives Q_target at s_i."""
+    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
+    n = tr.action.numel()
+    q_values, values = online(ids, attn, torch.cat([tr.row, tr.row]), torch.cat([tr.state_pos, tr.next_state_pos]),
+                              **obs)
+    with torch.no_grad():
+        target_q, _ = target(ids, attn, tr.row, tr.state_pos, **obs)
+    parts = losses.ilql_token_losses(q_values[:n], tr.action, target_q, values[:n], values[n:].detach(), tr.reward,
+                                     tr.discount, cfg.tau_e)
+    loss = (parts.q + parts.v + cfg.cql_weight * parts.cql).mean()
+    return loss, {"tokens": n, "q_loss": parts.q.mean().item(), "v_loss": parts.v.mean().item(),
+                  "cql": parts.cql.mean().item(), "v_mean": values[:n].mean().item()}
+
+
 @torch.no_grad()
 def update_target(target: torch.nn.Module, online: torch.nn.Module, cfg: TrainConfig, step: int) -> None:
     """Polyak: theta_target <- (1 - tau) theta_target + tau theta; or a hard copy every K steps."""
@@ -76,6 +133,16 @@ def update_target(target: torch.nn.Module, online: torch.nn.Module, cfg: TrainCo
             t.lerp_(o, cfg.tau)
     elif step % cfg.hard_update_every == 0:
         target.load_state_dict(online.state_dict())
+
+
+class StageBatch(PadBatch):
+    """`PadBatch`, plus SPO's per-row Q0_hat (`q0`, (B,)) where the rows carry it."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        out = super().__call__(batch)
+        if "q0" in batch:
+            out["q0"] = torch.as_tensor(np.asarray(batch["q0"], dtype=np.float32))
+        return out
 
 
 def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
@@ -100,28 +167,33 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed + rank)
     tokenizer = load_tokenizer(config["tokenizer_dir"])
 
-    if cfg.stage == "qsft" and cfg.init_from == "bc":
+    if cfg.stage in ("ilql", "spo") or (cfg.stage == "qsft" and cfg.init_from == "bc"):
         model = load_model(config["bc_checkpoint"]).train()
     else:
         model = load_initial_model(cfg.model, tokenizer, cfg.seed, config["observation_space"])
+    heads = new_value_heads(model) if cfg.stage == "ilql" else None
     state: dict[str, Any] = {"step": 0}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
             model = load_model(folder).train()
+            heads = load_value_heads(folder).train() if heads is not None else None
             state = load_trainer_state(folder)
+    online = TokenLogits(model) if heads is None else TokenValues(model, heads)
 
     target = behaviour = None
-    if cfg.stage == "qsft":
-        target_model = copy.deepcopy(model)
+    if cfg.stage in ("qsft", "ilql"):
+        target = copy.deepcopy(online)
         if "target" in state:
-            target_model.load_state_dict(state["target"])
-        target = TokenLogits(target_model.to(device).eval().requires_grad_(False))
-        if cfg.behaviour_support == "online":
-            behaviour = TokenLogits(load_model(config["bc_checkpoint"], device).requires_grad_(False))
+            target.model.load_state_dict(state["target"])
+        if "target_heads" in state:
+            target.heads.load_state_dict(state["target_heads"])
+        target = target.to(device).eval().requires_grad_(False)
+    if cfg.stage == "spo" or (cfg.stage == "qsft" and cfg.behaviour_support == "online"):
+        behaviour = TokenLogits(load_model(config["bc_checkpoint"], device).requires_grad_(False))
 
-    policy = ray.train.torch.prepare_model(TokenLogits(model.train()))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    policy = ray.train.torch.prepare_model(online.train())
+    optimizer = torch.optim.AdamW(online.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
 
@@ -149,15 +221,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 trainer_state = {"step": step, "optimizer": optimizer.state_dict()}
                 if target is not None:
                     trainer_state["target"] = target.model.state_dict()
+                if heads is not None:
+                    trainer_state["target_heads"] = target.heads.state_dict()
                 save_checkpoint(tmp, model, tokenizer, {"stage": cfg.stage, "config": to_dict(cfg),
                                                         "step": step, "metrics": metrics,
                                                         "data": config["data"], **config["stage_info"]},
-                                trainer_state)
+                                trainer_state, heads)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"step_{step:07d}")
 
     while step < total:
-        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=PadBatch(tokenizer.pad_token_id),
+        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=StageBatch(tokenizer.pad_token_id),
                                               device=device, drop_last=True):
             if step >= total:
                 continue  # drain the epoch rather than break out of the iterator (RAY_NOTES gotcha 10)
@@ -167,11 +241,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 loss, stats = step_loss(cfg, batch, policy, target, behaviour)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.grad_clip)
             optimizer.step()
             step += 1
             if target is not None:
-                update_target(target.model, model, cfg, step)
+                update_target(target, online, cfg, step)
             tokens += int(batch["attention_mask"].sum())
             for key, value in {"loss": loss.item(), "grad_norm": float(grad_norm), **stats}.items():
                 window.setdefault(key, []).append(float(value))
@@ -233,11 +307,13 @@ def _log_mlflow(info: dict[str, str], metrics: dict[str, float], step: int) -> N
 # ------------------------------------------------------------------------------------------ driver
 @dataclass
 class TrainingData:
-    """A stage's tokenized, materialized training rows and the tokenizer they were made with."""
+    """A stage's tokenized, materialized training rows and the tokenizer they were made with; `selection`
+    (stage.json only, too long for MLflow params) says which episodes filtered BC kept, or SPO's Q0_hat."""
 
     dataset: Any
     tokenizer_dir: str
     info: dict[str, int]
+    selection: dict[str, Any] = field(default_factory=dict)
 
     @property
     def episodes_used(self) -> int:
@@ -246,23 +322,78 @@ class TrainingData:
 
 def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
                  bc_checkpoint: str | None = None) -> TrainingData:
-    """Tokenize a dataset for a stage (Ray Data): Q-SFT uses the BC checkpoint's tokenizer, BC trains one."""
+    """Tokenize a dataset for a stage (Ray Data): the stages that start from BC use the BC checkpoint's
+    tokenizer, BC and filtered BC train one (on all the data's text, so both get the same)."""
     from pipeline.data import read_episodes
     from pipeline.tokenize import tokenize_dataset
 
-    tokenizer_dir = bc_checkpoint if cfg.stage == "qsft" else _ensure_tokenizer(cfg, data_dir, out, task_name)
+    tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, data_dir, out, task_name)
     tokenized = tokenize_dataset(read_episodes(data_dir), tokenizer_dir, task_name, cfg.model.max_length)
     tokenized = tokenized.materialize()
-    kept = tokenized.filter(expr="length > 0")
+    kept = usable = tokenized.filter(expr="length > 0").materialize()
+    selection: dict[str, Any] = {}
+    if cfg.stage == "filtered_bc":
+        kept, selection = top_episodes(usable, episode_table(data_dir), cfg.filter_top_fraction)
+    elif cfg.stage == "spo":
+        kept, selection = with_initial_values(usable, episode_table(data_dir), cfg)
     if cfg.stage == "qsft" and cfg.behaviour_support == "precomputed":
         from pipeline.support import add_behaviour_support
 
         kept = add_behaviour_support(kept, bc_checkpoint, cfg)
     kept = kept.materialize()
-    episodes, used = tokenized.count(), kept.count()
-    info = {"episodes": episodes, "episodes_used": used, "episodes_dropped": episodes - used,
+    episodes = tokenized.count()
+    info = {"episodes": episodes, "episodes_used": kept.count(), "episodes_dropped": episodes - usable.count(),
             "turns_dropped": int(tokenized.sum("dropped_turns") or 0)}
-    return TrainingData(kept, tokenizer_dir, info)
+    return TrainingData(kept, tokenizer_dir, info, selection)
+
+
+def episode_table(data_dir: str) -> dict[int, tuple[float, str]]:
+    """episode_id -> (raw return, instance) for every episode of a dataset; the instance is the JSON of the
+    reset info's "instance" (episodes of one instance share it)."""
+    from pipeline.data import read_episodes
+
+    def summarise(batch: dict[str, Any]) -> dict[str, list]:
+        first_infos = [(json.loads(infos) or [{}])[0] for infos in batch["infos"]]
+        return {"episode_id": [int(e) for e in batch["episode_id"]],
+                "raw_return": [float(np.sum(r)) for r in batch["rewards"]],
+                "instance": [json.dumps(info.get("instance"), sort_keys=True) for info in first_infos]}
+
+    rows = read_episodes(data_dir).map_batches(summarise, batch_format="numpy").take_all()
+    return {int(r["episode_id"]): (float(r["raw_return"]), str(r["instance"])) for r in rows}
+
+
+def top_episodes(rows, table: dict[int, tuple[float, str]], fraction: float) -> tuple[Any, dict[str, Any]]:
+    """Filtered BC's rows: those whose episode's raw return is in the top `fraction` (losses.top_fraction_filter)."""
+    ids = sorted(int(r["episode_id"]) for r in rows.select_columns(["episode_id"]).take_all())
+    keep, threshold = losses.top_fraction_filter(torch.tensor([table[e][0] for e in ids]), fraction)
+    chosen = [e for e, k in zip(ids, keep.tolist()) if k]
+    wanted = set(chosen)
+    return rows.filter(lambda row: int(row["episode_id"]) in wanted), {
+        "top_fraction": fraction, "return_threshold": threshold, "episodes_considered": len(ids),
+        "episodes_selected": len(chosen), "episode_ids": chosen}
+
+
+def with_initial_values(rows, table: dict[int, tuple[float, str]], cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """SPO's rows with a `q0` column, Q0_hat of the row's episode (losses.spo_initial_values) from the unit
+    returns of the rows of the same instance."""
+    returns = {int(r["episode_id"]): float(np.sum(r["rewards"]))
+               for r in rows.select_columns(["episode_id", "rewards"]).take_all()}
+    ids = sorted(returns)
+    instances = sorted({table[e][1] for e in ids})
+    index = {name: i for i, name in enumerate(instances)}
+    groups = torch.tensor([index[table[e][1]] for e in ids])
+    q0 = losses.spo_initial_values(torch.tensor([returns[e] for e in ids]), groups, cfg.spo_beta, cfg.spo_loss)
+    by_episode = dict(zip(ids, q0.tolist()))
+
+    def attach(batch: dict[str, Any]) -> dict[str, Any]:
+        batch["q0"] = np.asarray([by_episode[int(e)] for e in batch["episode_id"]], dtype=np.float32)
+        return batch
+
+    several = int((torch.bincount(groups)[groups] >= 2).sum())
+    return rows.map_batches(attach, batch_format="numpy"), {
+        "q0_mean": float(q0.mean()), "q0_min": float(q0.min()), "q0_max": float(q0.max()),
+        "instances": len(instances), "episodes_with_instance_estimate": several,
+        "episodes_on_fallback": len(ids) - several}
 
 
 @dataclass
@@ -286,10 +417,11 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
 
     from pipeline import tracking
 
-    if cfg.stage == "qsft":
+    if cfg.stage in FROM_BC:
         if not bc_checkpoint:
-            raise ValueError("the qsft stage needs bc_checkpoint (the BC stage's checkpoint folder)")
+            raise ValueError(f"the {cfg.stage} stage needs bc_checkpoint (the BC stage's checkpoint folder)")
         check_bc_checkpoint(bc_checkpoint, task_name)
+    if cfg.stage == "qsft":
         vocab = output_vocab_size(bc_checkpoint)
         floor = losses.label_smoothing_floor(vocab)
         if cfg.support_eps <= floor:
@@ -314,7 +446,8 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "tokenizer_dir": tokenizer_dir, "bc_checkpoint": bc_checkpoint,
-                           "total_steps": total, "data": data_dir, "stage_info": stage_info, "progress": progress,
+                           "total_steps": total, "data": data_dir, "progress": progress,
+                           "stage_info": {**stage_info, **({"selection": data.selection} if data.selection else {})},
                            "observation_space": pixel_observation_space(task_name),
                            "mlflow": {"tracking_uri": run.tracking_uri, "run_id": run.run_id}},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
