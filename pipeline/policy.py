@@ -1,7 +1,8 @@
-"""Language-model policies over checkpoints: BC, and the Q-SFT extracted policy.
+"""Language-model policies over checkpoints: BC, and the Q-SFT and ILQL extracted policies.
 
-    BC:     pi(a|s) = pi_beta(a|s)
-    Q-SFT:  pi(a|s) ∝ pi_beta(a|s) * exp(beta * p_theta(a|s))     (pipeline.extraction)
+    BC:     pi(a|s) = pi_beta(a|s)       (also any checkpoint played as it is: filtered BC, SPO's pi_theta)
+    Q-SFT:  pi(a|s) ∝ pi_beta(a|s) * exp(beta * p_theta(a|s))          (pipeline.extraction)
+    ILQL:   pi(a|s) ∝ pi_beta(a|s) * exp(beta * (Q(s,a) - V(s)))       (the checkpoint's value heads)
 
 Both act token by token in the turn format of `pipeline.tokenize`: the context is the episode so far,
 each turn is prefilled once and then decoded with the models' KV caches until <|eot|> (text) or for the
@@ -13,23 +14,27 @@ Tasks with admissible actions can instead rank the candidates by their summed to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.extraction import extracted_log_probs
-from pipeline.models import load_model, load_tokenizer
+from pipeline.extraction import extracted_log_probs, ilql_log_probs
+from pipeline.models import load_model, load_tokenizer, load_value_heads
 from pipeline.tokenize import ActionCodec, TurnCodec, make_codec
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What to load: `behaviour` (the BC checkpoint) alone is BC; with `q` it is Q-SFT extraction."""
+    """What to load: `behaviour` alone is that checkpoint's own policy (BC, or filtered BC or SPO, named by
+    `label`); with `q` (and `behaviour` the BC checkpoint) it is Q-SFT extraction, or ILQL's with
+    `extraction="ilql"` (`q` then an ILQL checkpoint, whose value heads are read)."""
 
     behaviour: str
     q: str | None = None
+    extraction: Literal["qsft", "ilql"] = "qsft"
+    label: str = ""
     beta: float = 4.0
     ratio_form: bool = False
     support_eps: float = 0.0
@@ -38,13 +43,19 @@ class PolicySpec:
 
     @property
     def name(self) -> str:
-        return "bc" if self.q is None else f"qsft(beta={self.beta:g}{', ratio' if self.ratio_form else ''})"
+        if self.q is None:
+            return self.label or "bc"
+        if self.extraction == "ilql":
+            return f"ilql(beta={self.beta:g})"
+        return f"qsft(beta={self.beta:g}{', ratio' if self.ratio_form else ''})"
 
     @classmethod
-    def from_config(cls, cfg, behaviour: str, q: str | None = None) -> PolicySpec:
-        """BC (no `q`) or Q-SFT extraction with an EvalConfig's decoding and extraction settings."""
-        return cls(behaviour=behaviour, q=q, beta=cfg.beta, ratio_form=cfg.ratio_form, support_eps=cfg.support_eps,
-                   temperature=cfg.temperature, max_action_tokens=cfg.max_action_tokens)
+    def from_config(cls, cfg, behaviour: str, q: str | None = None, extraction: str = "qsft", label: str = ""
+                    ) -> PolicySpec:
+        """A checkpoint's own policy (no `q`) or an extraction with an EvalConfig's decoding and extraction settings."""
+        return cls(behaviour=behaviour, q=q, extraction=extraction, label=label, beta=cfg.beta,
+                   ratio_form=cfg.ratio_form, support_eps=cfg.support_eps, temperature=cfg.temperature,
+                   max_action_tokens=cfg.max_action_tokens)
 
 
 class Segment(NamedTuple):
@@ -64,6 +75,7 @@ class LMPolicy:
         self.codec: TurnCodec | ActionCodec = make_codec(tokenizer, task) if task else TurnCodec(tokenizer)
         self.behaviour = load_model(spec.behaviour, self.device)
         self.q = load_model(spec.q, self.device) if spec.q else None
+        self.heads = load_value_heads(spec.q, self.device) if spec.q and spec.extraction == "ilql" else None
         self.pad_id = tokenizer.pad_token_id
         self.action_length = self.codec.action_length or spec.max_action_tokens
         self.max_context = self.behaviour.config.max_position_embeddings - self.action_length
@@ -94,20 +106,33 @@ class LMPolicy:
         return Segment([i for s in kept for i in s.ids], tuple(o for s in kept for o in s.observations))
 
     # --------------------------------------------------------------------------------- distribution
-    def _log_probs(self, behaviour_logits: torch.Tensor, q_logits: torch.Tensor | None) -> torch.Tensor:
+    def _log_probs(self, behaviour_logits: torch.Tensor, q_scores) -> torch.Tensor:
+        """`q_scores`: None (BC), p_theta's logits (Q-SFT) or ILQL's (Q, V) (see `_q_scores`)."""
         if self.disallowed is not None:
             behaviour_logits = behaviour_logits.masked_fill(self.disallowed, -torch.inf)
-        if q_logits is None:
+        if q_scores is None:
             return F.log_softmax(behaviour_logits.float(), dim=-1)
-        return extracted_log_probs(behaviour_logits, q_logits, self.spec.beta, self.spec.ratio_form,
+        if self.heads is not None:
+            return ilql_log_probs(behaviour_logits, *q_scores, self.spec.beta)
+        return extracted_log_probs(behaviour_logits, q_scores, self.spec.beta, self.spec.ratio_form,
                                    self.spec.support_eps)
+
+    def _q_scores(self, output, rows, positions):
+        """The q model's output at (rows, positions): its logits (Q-SFT), or its value heads on the final
+        hidden states (ILQL)."""
+        if self.heads is None:
+            return output.logits[rows, positions]
+        return self.heads(output.hidden_states[-1][rows, positions])
+
+    def _q_call(self, **inputs):
+        return self.q(**inputs, output_hidden_states=self.heads is not None)
 
     def _forward(self, ids, attention, positions, caches=(None, None), observations=None):
         outs = [None if model is None else model(input_ids=ids, attention_mask=attention, position_ids=positions,
                                                  cache=cache, use_cache=True, **(observations or {}))
-                for model, cache in zip((self.behaviour, self.q), caches)]
-        logits = [None if o is None else o.logits[:, -1] for o in outs]
-        return self._log_probs(*logits), tuple(None if o is None else o.cache for o in outs)
+                for model, cache in zip((self.behaviour, None if self.q is None else self._q_call), caches)]
+        q_scores = None if outs[1] is None else self._q_scores(outs[1], slice(None), -1)
+        return self._log_probs(outs[0].logits[:, -1], q_scores), tuple(None if o is None else o.cache for o in outs)
 
     def _observation_inputs(self, contexts: list[Segment]) -> dict[str, torch.Tensor] | None:
         """A pixel model's packed images and proprioception, in the row-major order of the <|obs|> tokens."""
@@ -163,12 +188,13 @@ class LMPolicy:
             ids[i, : len(row)] = torch.tensor(row)
             attention[i, : len(row)] = 1
         ids, attention = ids.to(self.device), attention.to(self.device)
-        logits = [None if m is None else m(input_ids=ids, attention_mask=attention).logits
-                  for m in (self.behaviour, self.q)]
+        behaviour = self.behaviour(input_ids=ids, attention_mask=attention).logits
+        q_out = None if self.q is None else self._q_call(input_ids=ids, attention_mask=attention)
         scores = []
         for i, action in enumerate(actions):
             positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(action), device=self.device)
-            log_probs = self._log_probs(*[None if lg is None else lg[i, positions] for lg in logits])
+            log_probs = self._log_probs(behaviour[i, positions],
+                                        None if q_out is None else self._q_scores(q_out, i, positions))
             scores.append(float(log_probs.gather(-1, torch.tensor(action, device=self.device)[:, None]).sum()))
         return scores
 

@@ -102,10 +102,9 @@ def test_spo_regression_losses_squared_and_clipped_cross_entropy():
     target = torch.tensor([1.0, 0.0, 0.5])
     assert spo_regression_losses(q, target, 0.1, "squared").tolist() == pytest.approx([1.1 ** 2, 0.05 ** 2, 0.8 ** 2])
     losses = spo_regression_losses(q, target, 0.1, "cross_entropy")
-    y = [-1.0, 0.5, -3.0]
-    expected = [1.0 * 1.0,                                       # x relu(-y), no negative term at x = 1
-                -math.log(-math.expm1(-1e-6)),                   # y > 0 is clipped to -eps; relu(-y) = 0
-                0.5 * 3.0 - 0.5 * math.log(1 - math.exp(-3.0))]
+    expected = [1.0 * 1.0,                                       # y = Q / beta = -1: x relu(-y), nothing at x = 1
+                -math.log(-math.expm1(-1e-6)),                   # y = 0.5 > 0 is clipped to -eps; relu(-y) = 0
+                0.5 * 3.0 - 0.5 * math.log(1 - math.exp(-3.0))]  # y = -3
     assert losses.tolist() == pytest.approx(expected, rel=2e-3)   # float32 near log(0)
     losses[1].backward()   # straight through the clip: d/dy of -log(1 - exp(y)) at the clipped y, times 1/beta
     assert q.grad[1].item() > 0

@@ -60,3 +60,43 @@ def test_greedy_turn_and_ranking_follow_the_policy(checkpoints):
             total += torch.log(by_hand(policy, ids, 3.0)[token]).item()
             ids.append(token)
         assert score == pytest.approx(total, abs=1e-4)
+
+
+def test_ilql_extraction_matches_its_formula_on_two_tiny_models(checkpoints, tmp_path):
+    """pi ∝ pi_beta * exp(beta * (Q - V)) with Q, V from the heads saved beside the ILQL checkpoint's LM,
+    through the KV caches and left padding as for Q-SFT."""
+    from pipeline.models import TokenValues, load_model, load_tokenizer, new_value_heads, save_checkpoint
+
+    model = load_model(checkpoints[1])
+    torch.manual_seed(0)
+    heads = new_value_heads(model)
+    save_checkpoint(str(tmp_path), model, load_tokenizer(checkpoints[1]), {"stage": "ilql"}, heads=heads)
+    policy = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=str(tmp_path), extraction="ilql", beta=2.0))
+    values = TokenValues(model, heads.eval())
+    assert policy.spec.name == "ilql(beta=2)"
+
+    def ilql_by_hand(context):
+        ids = torch.tensor([context])
+        pb = policy.behaviour(input_ids=ids).logits[0, -1].softmax(-1)
+        q, v = values(ids, torch.ones_like(ids), torch.tensor([0]), torch.tensor([len(context) - 1]))
+        weights = pb * torch.exp(2.0 * (q[0] - v[0]))
+        return weights / weights.sum()
+
+    short = policy.codec.observation_ids("Guess the word.\n")
+    long = short + policy.codec.action_ids("crane") + policy.codec.observation_ids("crane: _ Y _ _ G\n")
+    ids, attention = policy._left_pad([short, long])
+    positions = (attention.cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        log_probs, caches = policy._forward(ids, attention, positions)
+        for row, ctx in enumerate([short, long]):
+            assert torch.allclose(log_probs[row].exp(), ilql_by_hand(ctx), atol=1e-5)
+        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+        log_probs, _ = policy._forward(torch.tensor([[5], [7]]), attention, positions[:, -1:] + 1, caches)
+        for row, ctx in enumerate([short + [5], long + [7]]):
+            assert torch.allclose(log_probs[row].exp(), ilql_by_hand(ctx), atol=1e-5)
+        [score] = policy.rank(Segment(short), ["crane"])
+    ctx, total = list(short), 0.0
+    for token in policy.codec.action_ids("crane"):
+        total += torch.log(ilql_by_hand(ctx)[token]).item()
+        ctx.append(token)
+    assert score == pytest.approx(total, abs=1e-4)
