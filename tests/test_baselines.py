@@ -118,3 +118,52 @@ def test_spo_regression_losses_squared_and_clipped_cross_entropy():
 def test_bad_baseline_config_values_name_the_field(overrides, field):
     with pytest.raises(ConfigError, match=field):
         apply_overrides(TrainConfig(), overrides)
+
+
+@pytest.fixture(scope="module")
+def tiny_batch():
+    from pipeline.batches import pad_rows
+    from pipeline.config import ModelConfig
+    from pipeline.models import build_tokenizer
+    from pipeline.tokenize import TurnCodec, encode_episode
+
+    texts = ["Guess the word.\n", "crane", "crane: _ Y _ _ G\n", "slate", "slate: G G G G G\n"] * 30
+    mcfg = ModelConfig(n_layer=1, n_embd=32, n_head=2, max_length=64, vocab_size=300)
+    tokenizer = build_tokenizer(mcfg, texts)
+    rows = [encode_episode(TurnCodec(tokenizer), ["Guess the word.\n", "crane: _ Y _ _ G\n", "slate: G G G G G\n"],
+                           ["crane", "slate"], [0.2, 0.6], terminated=t, max_length=64) for t in (True, False)]
+    batch = pad_rows({k: [r[k] for r in rows] for k in rows[0]}, tokenizer.pad_token_id)
+    return mcfg, tokenizer, batch
+
+
+def test_spo_step_at_initialisation_regresses_q0_on_the_return(tiny_batch):
+    """pi_theta = pi_0 at the start, so every Q_t is Q0_hat and the loss is mean (Q0_hat - R)^2 over the targets."""
+    from pipeline.models import TokenLogits, load_initial_model
+    from pipeline.train import step_loss
+
+    mcfg, tokenizer, batch = tiny_batch
+    model = load_initial_model(mcfg, tokenizer, seed=1)
+    cfg = TrainConfig(stage="spo", model=mcfg, spo_beta=0.5)
+    batch = {**batch, "q0": torch.tensor([0.1, 0.3])}
+    loss, stats = step_loss(cfg, batch, TokenLogits(model), None, TokenLogits(model))
+    # two turn ends per row, each with the row's return 0.8
+    assert stats["targets"] == 4 and loss.item() == pytest.approx(((0.1 - 0.8) ** 2 + (0.3 - 0.8) ** 2) / 2, rel=1e-5)
+    loss.backward()
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters())
+
+
+def test_ilql_step_trains_the_heads_and_the_backbone(tiny_batch):
+    import copy
+
+    from pipeline.models import TokenValues, load_initial_model, new_value_heads
+    from pipeline.train import step_loss
+
+    mcfg, tokenizer, batch = tiny_batch
+    model = load_initial_model(mcfg, tokenizer, seed=1)
+    online = TokenValues(model, new_value_heads(model))
+    cfg = TrainConfig(stage="ilql", model=mcfg, cql_weight=0.5)
+    loss, stats = step_loss(cfg, batch, online, copy.deepcopy(online).requires_grad_(False), None)
+    assert loss.item() == pytest.approx(stats["q_loss"] + stats["v_loss"] + 0.5 * stats["cql"], rel=1e-5)
+    loss.backward()
+    assert online.heads.q.weight.grad.abs().sum() > 0 and online.heads.v.weight.grad.abs().sum() > 0
+    assert model.get_input_embeddings().weight.grad.abs().sum() > 0
