@@ -74,7 +74,8 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int,
 
 
 def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], games: list[dict]) -> list[Any]:
-    """Generate each action, or, where the task lists admissible actions, take the best-ranked one.
+    """Generate each action, or, where the task lists admissible actions, choose among them by `LMPolicy.rank`
+    (the best, or sampled at the decoding temperature).
 
     A winning candidate that is a template such as "search[...]" is then written by the policy itself.
     """
@@ -84,8 +85,8 @@ def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], g
     actions = []
     for game, context in zip(games, contexts):
         candidates = game["info"].get("admissible_actions") or []
-        scores = policy.rank(context, candidates) if candidates else []
-        actions.append(candidates[int(np.argmax(scores))] if candidates else "")
+        actions.append(candidates[policy.choose(policy.rank(context, candidates), game["generator"])]
+                       if candidates else "")
     free = [i for i, a in enumerate(actions) if not a or a.endswith("[...]")]
     if free:
         written = policy.generate([contexts[i] for i in free], [generators[i] for i in free])

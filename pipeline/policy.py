@@ -8,13 +8,16 @@ Both act token by token in the turn format of `pipeline.tokenize`: the context i
 each turn is prefilled once and then decoded with the models' KV caches until <|eot|> (text) or for the
 action's fixed number of bin tokens, restricted to bin tokens (pixel tasks, whose contexts also carry
 their observations for the <|obs|> tokens). Several environments are served in one batch (left-padded).
-Tasks with admissible actions can instead rank the candidates by their summed token log-probability.
+Tasks with admissible actions choose among the candidates instead (`rank`: pi_beta of the whole candidate
+and Q read at its last token).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
+
+import math
 
 import numpy as np
 import torch
@@ -177,7 +180,21 @@ class LMPolicy:
     # -------------------------------------------------------------------------------------- ranking
     @torch.no_grad()
     def rank(self, context: Segment, candidates: list[str]) -> list[float]:
-        """Summed log pi of each candidate action's tokens (text + <|eot|>) after `context` (text tasks)."""
+        """log pi(a|s) of each candidate action (its text + <|eot|>) after `context`, up to a constant shared by
+        the candidates (text tasks with admissible actions):
+
+            BC:     log pi_beta(a|s) = sum_t log pi_beta(a_t | s, a_<t)
+            Q-SFT:  log pi_beta(a|s) + beta * Q(s,a)
+            ILQL:   log pi_beta(a|s) + beta * (Q(s,a) - V(s))
+
+        Q(s,a) is read at the candidate's last token a_L, the token that carries the turn's reward and bootstrap:
+        Q-SFT's p_theta(a_L | s, a_<L) / pi_beta(a_L | s, a_<L) (ratio form) or p_theta(a_L | s, a_<L) (paper
+        form), ILQL's Q head at a_L (and V its value head at s). After a complete action pi_beta(<|eot|>) ~ 1, so
+        Q-SFT's value is not divided by the candidate's own small and imprecise pi_beta(a|s), as the token-level
+        ratio at its first token is; and summing token-level extracted log-probabilities instead would favour the
+        shortest candidate wherever the model is unsure. Candidates with pi_beta(a|s) <= support_eps, normalised
+        over the candidates, score -inf (the most likely always stays), as tokens do in `extracted_log_probs`.
+        """
         prefix = context.ids
         actions = [self.codec.action_ids(c) for c in candidates]
         rows = [prefix + a for a in actions]
@@ -190,13 +207,42 @@ class LMPolicy:
         ids, attention = ids.to(self.device), attention.to(self.device)
         behaviour = self.behaviour(input_ids=ids, attention_mask=attention).logits
         q_out = None if self.q is None else self._q_call(input_ids=ids, attention_mask=attention)
-        scores = []
+        log_beta, values = [], []
         for i, action in enumerate(actions):
             positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(action), device=self.device)
-            log_probs = self._log_probs(behaviour[i, positions],
-                                        None if q_out is None else self._q_scores(q_out, i, positions))
-            scores.append(float(log_probs.gather(-1, torch.tensor(action, device=self.device)[:, None]).sum()))
-        return scores
+            tokens = torch.tensor(action, device=self.device)
+            logits = behaviour[i, positions].float()
+            if self.disallowed is not None:
+                logits = logits.masked_fill(self.disallowed, -torch.inf)
+            token_log_beta = F.log_softmax(logits, dim=-1).gather(-1, tokens[:, None])[:, 0]
+            log_beta.append(token_log_beta.sum())
+            if q_out is not None:
+                values.append(self._candidate_value(q_out, i, positions, tokens, token_log_beta[-1]))
+        scores = torch.stack(log_beta)
+        if q_out is None:
+            return scores.tolist()
+        if self.spec.support_eps > 0:
+            normalised = scores - scores.logsumexp(0)
+            outside = (normalised <= math.log(self.spec.support_eps)) & (normalised < normalised.max())
+            scores = scores.masked_fill(outside, -torch.inf)
+        return (scores + self.spec.beta * torch.stack(values)).tolist()
+
+    def _candidate_value(self, q_out, row: int, positions: torch.Tensor, tokens: torch.Tensor,
+                         last_log_beta: torch.Tensor) -> torch.Tensor:
+        """Q(s,a) read at the candidate's last token (Q-SFT), or ILQL's advantage Q(s,a) - V(s)."""
+        if self.heads is not None:
+            q_values, value = self._q_scores(q_out, row, positions)
+            return q_values[-1, tokens[-1]].float() - value[0].float()
+        log_p = F.log_softmax(q_out.logits[row, positions[-1]].float(), dim=-1)[tokens[-1]]
+        return (log_p - last_log_beta).exp() if self.spec.ratio_form else log_p.exp()
+
+    def choose(self, scores: list[float], generator: torch.Generator | None = None) -> int:
+        """The index of the candidate to take: the best score (temperature 0), or one sampled from
+        softmax(scores / temperature)."""
+        if self.spec.temperature <= 0:
+            return int(np.argmax(scores))
+        probs = (torch.tensor(scores, dtype=torch.float64) / self.spec.temperature).softmax(-1)
+        return int(torch.multinomial(probs, 1, generator=generator)[0])
 
     def _left_pad(self, contexts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(map(len, contexts))

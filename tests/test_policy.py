@@ -1,6 +1,10 @@
 """The extracted policy's per-token distribution, decoded with KV caches and left padding, equals the
 formula pi ∝ pi_beta * exp(beta * p_theta) computed by hand from two tiny models' full forward passes."""
 
+import dataclasses
+import math
+
+import numpy as np
 import pytest
 import torch
 from conftest import scratch_checkpoints
@@ -52,14 +56,53 @@ def test_greedy_turn_and_ranking_follow_the_policy(checkpoints):
         chosen.append(by_hand(policy, ids, 3.0).argmax().item())
         ids.append(chosen[-1])
     assert action == policy.codec.decode_action(chosen)
+
+
+def candidate_by_hand(policy: LMPolicy, context: list[int], candidate: str) -> tuple[float, float, float]:
+    """log pi_beta of the whole candidate, and p_theta and pi_beta of its last token, from full forward passes."""
+    ids, log_beta = list(context), 0.0
+    for token in policy.codec.action_ids(candidate):
+        x = torch.tensor([ids])
+        pb = policy.behaviour(input_ids=x).logits[0, -1].softmax(-1)[token].item()
+        pq = policy.q(input_ids=x).logits[0, -1].softmax(-1)[token].item()
+        log_beta += math.log(pb)
+        ids.append(token)
+    return log_beta, pq, pb
+
+
+@pytest.mark.parametrize("ratio", [False, True])
+def test_candidates_score_pi_beta_of_the_whole_action_plus_beta_q_at_its_last_token(checkpoints, ratio):
+    """rank: log pi_beta(a|s) + beta * Q(s,a), Q = p_theta / pi_beta (ratio form) or p_theta of the last token."""
     candidates = ["crane", "slate", "abbey"]
-    scores = policy.rank(Segment(context), candidates)
-    for candidate, score in zip(candidates, scores):
-        ids, total = list(context), 0.0
-        for token in policy.codec.action_ids(candidate):
-            total += torch.log(by_hand(policy, ids, 3.0)[token]).item()
-            ids.append(token)
-        assert score == pytest.approx(total, abs=1e-4)
+    bc = LMPolicy(PolicySpec(behaviour=checkpoints[0]))
+    qsft = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0, ratio_form=ratio))
+    context = qsft.codec.observation_ids("Guess the word.\n")
+    with torch.no_grad():
+        by_hand = [candidate_by_hand(qsft, context, c) for c in candidates]
+    assert bc.rank(Segment(context), candidates) == pytest.approx([h[0] for h in by_hand], abs=1e-4)
+    expected = [log_beta + 3.0 * (pq / pb if ratio else pq) for log_beta, pq, pb in by_hand]
+    assert qsft.rank(Segment(context), candidates) == pytest.approx(expected, abs=1e-4)
+
+
+def test_candidates_outside_the_support_are_never_chosen_and_sampling_follows_the_scores(checkpoints):
+    candidates = ["crane", "slate", "abbey"]
+    spec = PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0)
+    context = Segment(LMPolicy(spec).codec.observation_ids("Guess the word.\n"))
+    scores = LMPolicy(spec).rank(context, candidates)
+    log_beta = torch.tensor(LMPolicy(PolicySpec(behaviour=checkpoints[0])).rank(context, candidates))
+    share = (log_beta - log_beta.logsumexp(0)).exp()
+    eps = float(share.sort().values[:2].mean())   # between the two least likely: only the least likely drops
+    dropped = int(share.argmin())
+    restricted = LMPolicy(dataclasses.replace(spec, support_eps=eps)).rank(context, candidates)
+    assert restricted[dropped] == -math.inf
+    assert [r for i, r in enumerate(restricted) if i != dropped] == pytest.approx(
+        [r for i, r in enumerate(scores) if i != dropped], abs=1e-6)
+
+    sampled = LMPolicy(dataclasses.replace(spec, temperature=2.0))
+    generator = torch.Generator().manual_seed(0)
+    counts = np.bincount([sampled.choose(scores, generator) for _ in range(4000)], minlength=3) / 4000
+    assert counts == pytest.approx(torch.tensor(scores).div(2.0).softmax(0).numpy(), abs=0.03)
+    assert LMPolicy(spec).choose(scores) == int(np.argmax(scores))
 
 
 def test_ilql_extraction_matches_its_formula_on_two_tiny_models(checkpoints, tmp_path):
@@ -95,8 +138,9 @@ def test_ilql_extraction_matches_its_formula_on_two_tiny_models(checkpoints, tmp
         for row, ctx in enumerate([short + [5], long + [7]]):
             assert torch.allclose(log_probs[row].exp(), ilql_by_hand(ctx), atol=1e-5)
         [score] = policy.rank(Segment(short), ["crane"])
-    ctx, total = list(short), 0.0
-    for token in policy.codec.action_ids("crane"):
-        total += torch.log(ilql_by_hand(ctx)[token]).item()
-        ctx.append(token)
-    assert score == pytest.approx(total, abs=1e-4)
+        log_beta, _, _ = candidate_by_hand(policy, short, "crane")
+        action = policy.codec.action_ids("crane")
+        x = torch.tensor([short + action])
+        q, _ = values(x, torch.ones_like(x), torch.tensor([0]), torch.tensor([len(x[0]) - 2]))
+        _, v = values(x, torch.ones_like(x), torch.tensor([0]), torch.tensor([len(short) - 1]))
+    assert score == pytest.approx(log_beta + 2.0 * (q[0, action[-1]] - v[0]).item(), abs=1e-4)

@@ -50,6 +50,7 @@ def maze_task(name: str, layout: str, normalizer: ScoreNormalizer) -> Task:
         normalizer=normalizer,
         env_kwargs={"layout": layout},
         make_solver=functools.partial(ShortestPathSolver, grid),
+        has_admissible_actions=True,
     )
 
 

@@ -11,7 +11,8 @@ Observations are short (a turn is about five tokens): the prompt names the goal 
 row-column pairs ("goal 5 3 start 1 1\\n"); each later one is the new position ("2 1\\n"), or
 "wall 2 1\\n" after a blocked move, or "goal\\n" at the goal. An action that is not one of the four moves
 costs a step and is answered "no such move 2 1\\n".
-`info` holds "split", "instance" (the pair's index in its split), "position", "goal" and "steps".
+`info` holds "split", "instance" (the pair's index in its split), "position", "goal", "steps" and
+"admissible_actions" (the four moves: the action set is finite, so a policy may choose among them).
 """
 
 from __future__ import annotations
@@ -175,4 +176,5 @@ class MazeEnv(gymnasium.Env):
             self._new_info()
 
     def _new_info(self) -> dict[str, Any]:
-        return {**self._info, "position": self._position, "goal": self._goal, "steps": self._steps}
+        return {**self._info, "position": self._position, "goal": self._goal, "steps": self._steps,
+                "admissible_actions": list(MOVES)}
