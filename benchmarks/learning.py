@@ -1,6 +1,7 @@
 """The learning benchmark: does a task's pipeline turn its imperfect data into a better policy?
 
     python benchmarks/learning.py --task maze --preset tiny [--out DIR] [--set section.field=value ...]
+                                  [--methods bc,filtered_bc,ilql,spo,qsft]
 
 Runs the task's whole pipeline at the preset's budget (collect, BC, Q-SFT, the decoding and extraction
 settings chosen on validation instances of the training split, evaluation on the held-out split) and plays
@@ -9,12 +10,21 @@ the data's behaviour policy on the same held-out instances and seeds. Prints, fo
 episode count, then each stage's wall time. Appends a row to benchmarks/LEARNING.md and writes the same
 figures to benchmarks/learning/<task>-<preset>.json (keys "dataset", "bc", "qsft": score, score_ci,
 success_rate, success_ci, raw_return, raw_return_ci, episodes; plus stage_seconds, commit, selection).
+
+With baselines in `--methods` (filtered_bc, ilql, spo), each is trained on the same data into
+`<out>/<method>/<setting>/`, decodes at the temperature chosen for BC, and has its settings chosen on the same
+validation instances (`pipeline.select.select_policy`) among `BASELINE_GRIDS` (training fields) and, for ILQL,
+the eval betas (extraction). Each gets a key in the JSON (its figures, plus "selection") and a row in the
+"Baselines" table of LEARNING.md. `--set METHOD.field=value` overrides a baseline's TrainConfig field (a grid
+field then takes that single value).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import itertools
 import json
 import os
 import shlex
@@ -40,6 +50,34 @@ the same rows with the same model and budget, and decode with the same temperatu
 """
 
 
+BASELINES = ("filtered_bc", "ilql", "spo")
+BASELINE_GRIDS = {"filtered_bc": {"filter_top_fraction": (0.1, 0.3, 0.5)}}  # LMRL-Gym's filtered-BC fractions
+BASELINE_HEADER = """
+## Baselines
+
+Written by `benchmarks/learning.py --methods ...` (one row per method and run, newest last): each baseline trained
+on the same rows as BC and Q-SFT, decoded at the temperature chosen for BC, its settings chosen on the same
+validation instances, then evaluated on the held-out split (figures as above).
+
+| task | preset | method | held-out | chosen on validation | commit, date | command |
+|---|---|---|---|---|---|---|
+"""
+
+
+def add_row(row: str, baseline: bool = False) -> None:
+    """Add `row` to LEARNING.md's runs table, or to its Baselines table (the file's last section, started on
+    first use)."""
+    with open(TABLE) as f:
+        text = f.read()
+    head, mark, tail = text.partition(BASELINE_HEADER)
+    if baseline:
+        text = text + row if mark else text + BASELINE_HEADER + row
+    else:
+        text = head + row + mark + tail
+    with open(TABLE, "w") as f:
+        f.write(text)
+
+
 def figures(summary: dict) -> dict:
     keys = ("episodes", "score", "score_ci", "raw_return", "raw_return_ci", "success_rate")
     return {**{k: summary[k] for k in keys}, "success_ci": [summary["success_ci_low"], summary["success_ci_high"]]}
@@ -59,6 +97,55 @@ def commit() -> str:
     return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
+def settings_grid(method: str, own: dict) -> list[dict]:
+    """The training settings to try for `method`: BASELINE_GRIDS, a field set in `own` taking its one value."""
+    grid = {k: v for k, v in BASELINE_GRIDS.get(method, {}).items() if k not in own}
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def baseline_candidates(method: str, checkpoint: str, bc_checkpoint: str, eval_cfg, prefix: str) -> dict:
+    """The policies one trained baseline offers: its own checkpoint (filtered BC, SPO), or ILQL's extraction
+    from the BC checkpoint at each eval beta."""
+    from pipeline.policy import PolicySpec
+
+    if method != "ilql":
+        return {prefix: PolicySpec.from_config(eval_cfg, checkpoint, label=method)}
+    return {f"{prefix} beta={b:g}".strip(): PolicySpec.from_config(dataclasses.replace(eval_cfg, beta=b), bc_checkpoint,
+                                                                   checkpoint, extraction="ilql")
+            for b in eval_cfg.betas or (eval_cfg.beta,)}
+
+
+def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: list[str], eval_cfg,
+                  selection: dict) -> dict:
+    """Train each baseline in `methods` (see the module docstring); {method: figures plus "selection"}."""
+    from pipeline.evaluate import EvalPool, summarize
+    from pipeline.models import STAGE_FILE
+    from pipeline.run import stage_configs
+    from pipeline.select import apply_selection, select_policy
+    from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config, run_stage
+
+    _, bc_cfg, qsft_cfg, _ = stage_configs(task, preset, {k: v for k, v in overrides.items() if k not in BASELINES})
+    eval_cfg = apply_selection(eval_cfg, selection)
+    data, bc_ckpt = os.path.join(out, "data"), os.path.join(out, "bc", FINAL_CHECKPOINT)
+    results = {}
+    with EvalPool(task, eval_cfg) as pool:
+        for method in methods:
+            own = overrides.get(method, {})
+            candidates = {}
+            for settings in settings_grid(method, own):
+                name = ",".join(f"{k}={v:g}" for k, v in settings.items())
+                folder = os.path.join(out, method, name or "default")
+                checkpoint = os.path.join(folder, FINAL_CHECKPOINT)
+                if not os.path.exists(os.path.join(checkpoint, STAGE_FILE)):
+                    run_stage(method_config(method, bc_cfg, qsft_cfg, {**own, **settings}), data, folder, task,
+                              bc_checkpoint=bc_ckpt if method in FROM_BC else None)
+                candidates.update(baseline_candidates(method, checkpoint, bc_ckpt, eval_cfg, name))
+            chosen = select_policy(pool, candidates, eval_cfg)
+            records = pool.evaluate(candidates[chosen["chosen"]], eval_cfg.seed, "eval")
+            results[method] = {**figures(summarize(records)), "selection": chosen}
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     import envs
     from pipeline.cli import _parse_sets
@@ -67,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pipeline.run import STAGE_SECONDS_FILE, run_pipeline, stage_configs
     from pipeline.runtime import init_ray
     from pipeline.select import SELECTION_FILE, describe
+    from pipeline.train import method_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, choices=envs.TASK_NAMES)
@@ -75,11 +163,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     parser.add_argument("--note", default="", help="what limits the result, for the LEARNING.md row")
     parser.add_argument("--no-record", action="store_true", help="print only; leave LEARNING.md and the JSON alone")
+    parser.add_argument("--methods", default="bc,qsft",
+                        help=f"comma-separated: bc and qsft always run; add any of {', '.join(BASELINES)}")
     args = parser.parse_args(argv)
     command = "python benchmarks/learning.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     out = args.out or os.path.join("runs", "learning", f"{args.task}-{args.preset}")
-    overrides = _parse_sets(args.set)
-    eval_cfg = stage_configs(args.task, args.preset, overrides)[3]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in ("bc", "qsft", *BASELINES)]
+    if unknown:
+        parser.error(f"unknown method(s) {', '.join(unknown)} in --methods; choose from bc, qsft, {', '.join(BASELINES)}")
+    baselines = [m for m in BASELINES if m in methods]
+    sets = _parse_sets(args.set)
+    overrides = {k: v for k, v in sets.items() if k not in BASELINES}
+    _, bc_cfg, qsft_cfg, eval_cfg = stage_configs(args.task, args.preset, overrides)
+    for method in baselines:  # a bad baseline field fails before anything runs
+        method_config(method, bc_cfg, qsft_cfg, sets.get(method, {}))
 
     init_ray()
     summaries = run_pipeline(args.task, out, args.preset, overrides)
@@ -98,10 +196,15 @@ def main(argv: list[str] | None = None) -> dict:
         meta = json.load(f)
     result["training_data"] = {"episodes": meta["num_episodes"], "raw_return": meta["return"]["mean"],
                                "success_rate": meta["success_rate"]}
+    if baselines:
+        result.update(run_baselines(args.task, out, args.preset, {**overrides, **sets}, baselines, eval_cfg,
+                                    result["selection"]))
 
     print(f"\n{args.task} ({args.preset}), held-out split:")
-    for key in ("dataset", "bc", "qsft"):
-        print(f"  {key:8s} {cell(result[key]).replace('**', '')}")
+    keys = ("dataset", "bc", "qsft", *baselines)
+    width = max(8, *map(len, keys))
+    for key in keys:
+        print(f"  {key:{width}s} {cell(result[key]).replace('**', '')}")
     print(f"  chosen on validation: {describe(result['selection'])}")
     print("  stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in result["stage_seconds"].items()))
     if not args.no_record:
@@ -114,10 +217,13 @@ def main(argv: list[str] | None = None) -> dict:
         sel = result["selection"]
         chosen = f"T={sel['temperature']:g}, beta={sel['beta']:g}, {'ratio' if sel['ratio_form'] else 'paper'} form"
         seconds = ", ".join(f"{k} {v:.0f}" for k, v in result["stage_seconds"].items())
-        with open(TABLE, "a") as f:
-            f.write(f"| {args.task} | {args.preset} | {cell(result['dataset'])} | {cell(result['bc'])} | "
-                    f"{cell(result['qsft'])} | {chosen} | {seconds} | {result['commit']}, {result['date']} | "
-                    f"`{command}` | {args.note} |\n")
+        add_row(f"| {args.task} | {args.preset} | {cell(result['dataset'])} | {cell(result['bc'])} | "
+                f"{cell(result['qsft'])} | {chosen} | {seconds} | {result['commit']}, {result['date']} | "
+                f"`{command}` | {args.note} |\n")
+        for method in baselines:
+            add_row(f"| {args.task} | {args.preset} | {method} | {cell(result[method])} | "
+                    f"{result[method]['selection']['chosen'] or 'defaults'}, T={sel['temperature']:g} | "
+                    f"{result['commit']}, {result['date']} | `{command}` |\n", baseline=True)
         print(f"recorded: {TABLE}")
     return result
 

@@ -111,42 +111,43 @@ def collect_main(argv: list[str] | None = None) -> dict:
 
 
 def train_main(argv: list[str] | None = None):
-    """`jobs/train.py`: one training stage (bc or qsft) as its own Ray Train job."""
+    """`jobs/train.py`: one training stage (bc, filtered_bc, qsft, ilql or spo) as its own Ray Train job."""
     from pipeline.data import DataError, FolderBusy, folder_lock, read_metadata
     from pipeline.presets import PRESET_NAMES
     from pipeline.run import stage_configs
     from pipeline.runtime import init_ray
-    from pipeline.train import check_bc_checkpoint, run_stage
+    from pipeline.train import BASE_STAGE, FROM_BC, check_bc_checkpoint, method_config, run_stage
 
     parser = argparse.ArgumentParser(description="run one training stage; other --field value flags override "
                                                  "TrainConfig fields (e.g. --lr 1e-4 --model.n_layer 4)")
-    parser.add_argument("--stage", required=True, choices=("bc", "qsft"))
+    parser.add_argument("--stage", required=True, choices=tuple(BASE_STAGE))
     parser.add_argument("--data", required=True, help="dataset folder written by jobs/collect.py")
     parser.add_argument("--out", required=True, help="stage folder; re-running resumes from its last checkpoint")
-    parser.add_argument("--bc-checkpoint", help="the BC stage's checkpoint folder (qsft only)")
+    parser.add_argument("--bc-checkpoint", help=f"the BC stage's checkpoint folder ({', '.join(FROM_BC)})")
     parser.add_argument("--preset", default="tiny", choices=PRESET_NAMES)
     args, rest = parser.parse_known_args(argv)
     overrides = _parse_flags(parser, rest)
-    if args.stage == "qsft" and not args.bc_checkpoint:
-        _error(parser, "--stage qsft needs --bc-checkpoint, the BC stage's checkpoint folder (<bc out>/checkpoint)")
+    if args.stage in FROM_BC and not args.bc_checkpoint:
+        _error(parser, f"--stage {args.stage} needs --bc-checkpoint, the BC stage's checkpoint folder "
+                       "(<bc out>/checkpoint)")
     try:
         task = read_metadata(args.data)["task"]
     except DataError as err:
         _error(parser, f"--data: {err}")
-    if args.stage == "qsft":
+    if args.stage in FROM_BC:
         try:
             check_bc_checkpoint(args.bc_checkpoint, task)
         except ValueError as err:
             _error(parser, f"--bc-checkpoint: {err}")
     try:
-        _, bc_cfg, qsft_cfg, _ = stage_configs(task, args.preset, {args.stage: overrides})
+        _, bc_cfg, qsft_cfg, _ = stage_configs(task, args.preset, {BASE_STAGE[args.stage]: overrides})
+        cfg = method_config(args.stage, bc_cfg, qsft_cfg)
     except ConfigError as err:
         _error(parser, str(err))
     try:
         with folder_lock(args.out):  # another run training into --out is refused, not interleaved
             init_ray()
-            result = run_stage(bc_cfg if args.stage == "bc" else qsft_cfg, args.data, args.out, task,
-                               bc_checkpoint=args.bc_checkpoint)
+            result = run_stage(cfg, args.data, args.out, task, bc_checkpoint=args.bc_checkpoint)
     except FolderBusy as err:
         _error(parser, f"--out: {err}")
     print(f"{args.stage} checkpoint: {result.checkpoint}")

@@ -128,8 +128,7 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
 
     with publishing(out) as folder:
         stats = _run_limited(chunks, submit, workers, f"collect {task_name}", progress)
-        fs, root = resolve(folder)
-        fs.create_dir(root, recursive=True)
+        fs, root = resolve(folder)  # Ray Data creates the staging folder (it would "replace" an existing one)
         ray.data.from_arrow_refs(tables).write_parquet(root, filesystem=fs, filename_provider=_PartNames(),
                                                        mode="overwrite")
         elapsed = time.perf_counter() - started

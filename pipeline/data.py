@@ -226,7 +226,8 @@ def _is_stale(holder: dict[str, Any]) -> bool:
 
 @contextmanager
 def publishing(path: str) -> Iterator[str]:
-    """Yield the folder to write a dataset into; when the block succeeds, it becomes `path` in one step.
+    """Yield the folder to write a dataset into (the block creates it); when the block succeeds, it becomes
+    `path` in one step.
 
     A local `path` is written as `<path>.staging` under the lock `<path>.lock` (`folder_lock`), then
     renamed to `path` (an existing dataset there is renamed aside first and deleted after); a failed
@@ -242,7 +243,6 @@ def publishing(path: str) -> Iterator[str]:
     with folder_lock(path):
         for leftover in (staging, replaced):  # a dead writer's, whose lock was just reclaimed
             shutil.rmtree(leftover, ignore_errors=True)
-        os.makedirs(staging)
         try:
             yield staging
         except BaseException:

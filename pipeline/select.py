@@ -6,6 +6,8 @@ Validation instances are the first `num_validation_episodes` instances of the ta
    Q-SFT decodes with the same temperature;
 2. Q-SFT's extraction: the best validation score among `betas` x `ratio_forms` at that temperature.
 An empty grid keeps the config's single value. The held-out evaluation then uses the chosen settings.
+The baselines (benchmarks/learning.py) decode at the same temperature and pick their own settings, training
+fields such as filtered BC's fraction or inference ones such as ILQL's beta, the same way (`select_policy`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,25 @@ def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalCon
         beta, ratio_form = grid[scores.index(max(scores))]
     return {"temperature": temperature, "beta": beta, "ratio_form": ratio_form,
             "validation_episodes": cfg.num_validation_episodes, "validation": trials}
+
+
+def select_policy(pool, candidates: dict[str, PolicySpec], cfg: EvalConfig, progress: bool = True
+                  ) -> dict[str, Any]:
+    """{"chosen": the name of the candidate with the best validation score (ties: the first listed),
+    "validation": one row per candidate}; a single candidate is chosen without a validation run."""
+    from pipeline.evaluate import summarize
+
+    names = list(candidates)
+    if len(names) == 1:
+        return {"chosen": names[0], "validation_episodes": cfg.num_validation_episodes, "validation": []}
+    trials = []
+    for name in names:
+        summary = summarize(pool.evaluate(candidates[name], cfg.seed, "validation", progress))
+        trials.append({"candidate": name, **{k: summary[k] for k in (
+            "episodes", "score", "score_ci", "raw_return", "success_rate")}})
+    scores = [t["score"] for t in trials]
+    return {"chosen": names[scores.index(max(scores))], "validation_episodes": cfg.num_validation_episodes,
+            "validation": trials}
 
 
 def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:

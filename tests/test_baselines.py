@@ -167,3 +167,27 @@ def test_ilql_step_trains_the_heads_and_the_backbone(tiny_batch):
     loss.backward()
     assert online.heads.q.weight.grad.abs().sum() > 0 and online.heads.v.weight.grad.abs().sum() > 0
     assert model.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_the_learning_table_keeps_runs_above_the_baselines_section(tmp_path, monkeypatch):
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+    spec = importlib.util.spec_from_file_location("learning_benchmark", path)
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+
+    table = tmp_path / "LEARNING.md"
+    table.write_text(learning.HEADER)
+    monkeypatch.setattr(learning, "TABLE", str(table))
+    learning.add_row("| run 1 |\n")
+    assert table.read_text() == learning.HEADER + "| run 1 |\n"   # without baselines: plain appending
+    learning.add_row("| spo 1 |\n", baseline=True)
+    learning.add_row("| run 2 |\n")
+    learning.add_row("| spo 2 |\n", baseline=True)
+    assert table.read_text() == learning.HEADER + "| run 1 |\n| run 2 |\n" + learning.BASELINE_HEADER + \
+        "| spo 1 |\n| spo 2 |\n"
+    assert learning.settings_grid("filtered_bc", {}) == [{"filter_top_fraction": f} for f in (0.1, 0.3, 0.5)]
+    assert learning.settings_grid("filtered_bc", {"filter_top_fraction": "0.2"}) == [{}]
+    assert learning.settings_grid("spo", {}) == [{}]

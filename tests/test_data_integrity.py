@@ -99,16 +99,20 @@ def test_a_collection_that_fails_while_writing_leaves_the_previous_dataset(tmp_p
 
 def test_publishing_replaces_the_folder_only_when_the_block_succeeds(tmp_path):
     out = str(tmp_path / "d")
+    def write(folder: str, name: str) -> None:
+        os.makedirs(folder)
+        open(os.path.join(folder, name), "w").close()
+
     with publishing(out) as folder:
         assert folder == f"{out}.staging" and os.path.exists(f"{out}.lock") and not os.path.exists(out)
-        open(os.path.join(folder, "a"), "w").close()
+        write(folder, "a")
     assert os.listdir(out) == ["a"]
     with pytest.raises(RuntimeError, match="boom"), publishing(out) as folder:
-        open(os.path.join(folder, "b"), "w").close()
+        write(folder, "b")
         raise RuntimeError("boom")
     assert os.listdir(out) == ["a"] and sorted(os.listdir(tmp_path)) == ["d"]
     with publishing(out) as folder:
-        open(os.path.join(folder, "c"), "w").close()
+        write(folder, "c")
     assert os.listdir(out) == ["c"] and sorted(os.listdir(tmp_path)) == ["d"]
 
 

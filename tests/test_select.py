@@ -39,3 +39,22 @@ def test_single_values_need_no_validation_runs():
     cfg = dataclasses.replace(EvalConfig(), beta=8.0, temperature=0.5)
     chosen = select_settings(pool, "bc", "q", cfg, progress=False)
     assert pool.calls == [] and (chosen["temperature"], chosen["beta"], chosen["ratio_form"]) == (0.5, 8.0, False)
+
+
+def test_a_baseline_is_chosen_among_its_candidates_on_validation_only():
+    from pipeline.policy import PolicySpec
+    from pipeline.select import select_policy
+
+    class ByLabel(FakePool):
+        def evaluate(self, spec, seed, split, progress):
+            self.calls.append((spec, split))
+            return [{"raw_return": 0, "score": self.scores[spec.name], "success": False, "steps": 1}] * 4
+
+    candidates = {f"top {f}": PolicySpec(behaviour=f"ckpt-{f}", label=f"fbc{f}") for f in (0.1, 0.3, 0.5)}
+    pool = ByLabel({"fbc0.1": 20.0, "fbc0.3": 55.0, "fbc0.5": 55.0})
+    chosen = select_policy(pool, candidates, EvalConfig(num_validation_episodes=4), progress=False)
+    assert chosen["chosen"] == "top 0.3" and [t["score"] for t in chosen["validation"]] == [20.0, 55.0, 55.0]
+    assert {split for _, split in pool.calls} == {"validation"}
+    single = ByLabel({})
+    assert select_policy(single, {"only": PolicySpec(behaviour="x")}, EvalConfig())["chosen"] == "only"
+    assert single.calls == []
