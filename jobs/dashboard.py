@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # repo root, for ray job submit
 
-from pipeline.dashboard import main  # noqa: E402
+from pipeline.dashboard import main
 
 if __name__ == "__main__":
     main()
