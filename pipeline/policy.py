@@ -14,10 +14,9 @@ and Q read at its last token).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
-
-import math
 
 import numpy as np
 import torch
