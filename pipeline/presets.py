@@ -82,10 +82,13 @@ _TASK["wordle"] = {
 # rare random moves (pi_beta ~ 0.05) entered the Bellman max, whose noisy ratios p_target / pi_beta then
 # saturated the targets at 1 (see benchmarks/LEARNING.md); tau = 0.05 lets values propagate along ~20-move
 # paths within a few hundred steps. The behaviour's most likely move is a poor policy, so the decoding
-# temperature is chosen on validation instances (by BC's score), then Q-SFT's extraction.
+# temperature is chosen on validation instances (by BC's score), then Q-SFT's extraction. The maze lists its four
+# moves, so every policy chooses among them (LMPolicy.rank), Q-SFT reading Q at each move's <|eot|>: there
+# pi_beta ~ 1, so the ratio and paper forms coincide (one is tried), and the values of two moves differ by a few
+# hundredths, hence betas up to 1024 (at temperature 1, beta 1024 is nearly greedy in Q).
 _MAZE_QSFT = {"gamma": 0.9, "support_eps": 0.1, "tau": 0.05}
 _MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps": 0.1, "temperatures": (0.0, 1.0),
-              "betas": (4.0, 16.0, 64.0), "ratio_forms": (False, True)}
+              "betas": (16.0, 64.0, 256.0, 1024.0), "ratio_forms": (True,)}
 _TASK["maze"] = {
     "tiny": {"collect": {"episodes": 2000}, "train": {**_ONE_WORKER, "model.architecture": "llama", "batch_size": 32,
                                                     "log_every": 50},
@@ -106,7 +109,7 @@ _TASK["maze_small"] = {
                        "log_every": 50},
              "bc": {"epochs": 20, "max_steps": 400},
              "qsft": {**_MAZE_QSFT, "gamma": 0.7, "tau": 0.1, "epochs": 20, "max_steps": 400},
-             "eval": {**_MAZE_EVAL, "num_episodes": 40, "num_validation_episodes": 20}},
+             "eval": {**_MAZE_EVAL, "num_episodes": 40, "num_validation_episodes": 40}},
 }
 
 PRESET_NAMES = tuple(_COMMON)
