@@ -4,11 +4,17 @@ Collect (Ray tasks) -> BC (Ray Train job) -> Q-SFT (Ray Train job, pi_beta's sup
 -> extraction settings chosen on validation instances -> held-out evaluation on Ray actors. What it asserts:
 - BC imitates its data: sampled BC reaches the goal on far more held-out pairs than a uniformly random walker;
 - Q-SFT's Bellman targets stay informative: almost none is clipped at 1, and their mean is far from both 0 (values
-  that never propagated) and 1 (targets saturated by the max over noisy ratios, benchmarks/LEARNING.md).
-What it does NOT assert: Q-SFT's held-out score above BC's. On this budget the extracted policy does beat BC, but a
-Q-SFT stage sabotaged to train BC's loss beats it just as much (the ratio form's noise breaks the behaviour's
-beeline loops; benchmarks/LEARNING.md, small maze), so such an assertion would not test Q-learning.
+  that never propagated) and 1 (targets saturated by the max over noisy ratios, benchmarks/LEARNING.md);
+- Q-SFT has learned values: at the training-split states where the data's favourite move (the beeline) is not a
+  shortest-path move, its Q read at each move's <|eot|> (the extraction's reading, `LMPolicy.rank`) ranks the
+  shortest-path move first far more often than a coin flip, where BC's pi_beta ranks it first rarely
+  (benchmarks/maze_q_probe.py). A Q-SFT stage trained with BC's loss, or with the BC label as its target, learns
+  p(<|eot|>) ~ 1 after every move and ranks the two at chance (checked by hand, benchmarks/LEARNING.md).
+What it does NOT assert: Q-SFT's held-out score above BC's, which 40 held-out pairs cannot separate on this budget.
 """
+
+import importlib.util
+import pathlib
 
 import gymnasium
 import numpy as np
@@ -35,5 +41,13 @@ def test_bc_imitates_and_qsft_targets_stay_informative_on_the_small_maze(tmp_pat
                      for i in range(task.num_eval_instances)])
     bc = summaries["bc"]
     assert bc["episodes"] == 40 and bc["success_ci_low"] > walks + 0.1, (bc, walks)
-    metrics = read_stage_info(str(tmp_path / "qsft" / "checkpoint"))["metrics"]
+    stage = read_stage_info(str(tmp_path / "qsft" / "checkpoint"))
+    metrics = stage["metrics"]
     assert metrics["target_clipped_frac"] < 0.05 and 0.05 < metrics["target_mean"] < 0.8, metrics
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "maze_q_probe.py"
+    spec = importlib.util.spec_from_file_location("maze_q_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    values = probe.probe("maze_small", str(tmp_path / "bc" / "checkpoint"), str(tmp_path / "qsft" / "checkpoint"),
+                         episodes=20, gamma=stage["config"]["gamma"], eps=0.1, beta=16.0, seed=7)
+    assert values["bc_prefers_shortest"] < 0.35 and values["candidate_prefers_shortest"] > 0.65, values
