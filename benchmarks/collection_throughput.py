@@ -4,7 +4,8 @@ The raw rate is the behaviour policy playing the environment in one plain proces
 The collection rate is `pipeline.collect.collect` end to end: Ray tasks play the episodes, Ray Data writes
 the shards, dataset.json is written (ray.init excluded). `--workers 1,2` measures collection once per
 worker count (at most that many tasks in flight), the counts alternating over `--rounds`, so the
-scaling ratio is taken side by side. Goals: collection >= 0.7x the raw rate; 2 workers >= 1.8x one.
+scaling ratio is taken side by side. The run ends with one `ratio <task> <name> = x.xx` line per ratio.
+Goals: collection >= 0.7x the raw rate; 2 workers >= 1.8x one.
 
     python benchmarks/collection_throughput.py [--task wordle] [--episodes 20000]
     python benchmarks/collection_throughput.py --task alfworld --episodes 40 --workers 1,2 --raw-episodes 10 --warmup 8
@@ -59,19 +60,20 @@ def main():
           f"mean return={meta['return']['mean']:.3f}")
     if raw:
         print(f"raw env+policy, 1 process  : {raw[0]:10.1f} steps/s {raw[1]:8.3f} episodes/s")
-    rates = {}
+    rates, ratios = {}, []
     for workers, runs in timings.items():
         episodes, steps, seconds = (sum(r[i] for r in runs) for i in range(3))
         rates[workers] = episodes / seconds
         label = f"collect -> Parquet, {workers or 'all'} worker(s)"
         print(f"{label:27s}: {steps / seconds:10.1f} steps/s {rates[workers]:8.3f} episodes/s   "
-              f"({', '.join(f'{r[2]:.1f}' for r in runs)} s)"
-              + (f"   ratio to raw = {steps / seconds / raw[0]:.2f}  (goal >= 0.7)" if raw else ""))
-    if len(rates) > 1:
-        base = worker_counts[0]
-        for workers in worker_counts[1:]:
-            print(f"ratio {workers or 'all'}/{base or 'all'} workers = {rates[workers] / rates[base]:.2f} episodes/s")
-
+              f"({', '.join(f'{r[2]:.1f}' for r in runs)} s)")
+        if raw:
+            ratios.append((f"ray/raw{'' if workers == 0 else f' {workers} workers'}", steps / seconds / raw[0]))
+    base = worker_counts[0]
+    ratios += [(f"workers {workers or 'all'}/{base or 'all'}", rates[workers] / rates[base])
+               for workers in worker_counts[1:]]
+    for name, value in ratios:
+        print(f"ratio {args.task} {name} = {value:.2f}")
 
 if __name__ == "__main__":
     main()

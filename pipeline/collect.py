@@ -18,6 +18,7 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+import pyarrow.parquet as pq
 import ray
 
 import envs
@@ -81,10 +82,12 @@ def play_episode(env: gymnasium.Env, policy: envs.BehaviourPolicy, seed: int, op
                    images=images if image is not None else None)
 
 
-@ray.remote(num_returns=2)
-def collect_chunk(task_name: str, episode_ids: list[int], seed: int, behaviour_params: dict):
-    """Play a chunk of episodes in one process; returns (their step rows, per-episode statistics and the
-    env's spaces)."""
+@ray.remote
+def collect_chunk(task_name: str, episode_ids: list[int], seed: int, behaviour_params: dict, folder: str,
+                  shard: int) -> dict[str, list]:
+    """Play a chunk of episodes in one process and write their step rows as shard `shard` of `folder` (with
+    pyarrow, from this process: the rows never travel through the object store); returns per-episode
+    statistics and the env's spaces."""
     task = envs.get_task(task_name)
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     policy = task.make_behaviour(**behaviour_params)
@@ -93,22 +96,26 @@ def collect_chunk(task_name: str, episode_ids: list[int], seed: int, behaviour_p
     spaces = {"observation_space": describe_space(env.observation_space),
               "action_space": describe_space(env.action_space)}
     env.close()
-    stats = {"spaces": [spaces], "return": [ep.raw_return for ep in episodes],
-             "unit_return": [sum(task.unit_rewards(ep.rewards, ep.terminated)) for ep in episodes],
-             "success": [task.success(ep.rewards, ep.terminated) for ep in episodes],
-             "length": [len(ep.actions) for ep in episodes],
-             "terminated": [ep.terminated for ep in episodes], "truncated": [ep.truncated for ep in episodes],
-             "task_type": [str(ep.infos[0].get("task_type") or "") if ep.infos else "" for ep in episodes]}
-    return episodes_to_table(episodes), stats
+    fs, root = resolve(folder)
+    pq.write_table(episodes_to_table(episodes), f"{root}/{shard_name(shard)}", filesystem=fs)
+    return {"spaces": [spaces], "return": [ep.raw_return for ep in episodes],
+            "unit_return": [sum(task.unit_rewards(ep.rewards, ep.terminated)) for ep in episodes],
+            "success": [task.success(ep.rewards, ep.terminated) for ep in episodes],
+            "length": [len(ep.actions) for ep in episodes],
+            "terminated": [ep.terminated for ep in episodes], "truncated": [ep.truncated for ep in episodes],
+            "task_type": [str(ep.infos[0].get("task_type") or "") if ep.infos else "" for ep in episodes]}
+
+
+def shard_name(shard: int) -> str:
+    return f"part-{shard:05d}.parquet"
 
 
 def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, workers: int = 0, shards: int = 0,
             behaviour_params: dict | None = None, progress: bool = True) -> dict[str, Any]:
     """Collect `num_episodes` behaviour episodes of a task into `out` (part-*.parquet + dataset.json).
 
-    Episodes are split into `shards` chunks (default 4 per worker), each played by one Ray task; the step
-    rows stay in the object store and Ray Data writes one shard per chunk; at most `workers` tasks run at
-    once (default: the cluster's CPUs). A local `out` is locked before the first episode is played (raises
+    Episodes are split into `shards` chunks (default 4 per worker), each played by one Ray task that writes
+    its chunk as one shard; at most `workers` tasks run at once (default: the cluster's CPUs). A local `out` is locked before the first episode is played (raises
     pipeline.data.FolderBusy if another collection holds it) and replaced only once the new dataset is
     complete. Returns the metadata written to dataset.json.
     """
@@ -119,18 +126,11 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
     bounds = np.linspace(0, num_episodes, shards + 1).astype(int)
     chunks = [list(range(a, b)) for a, b in itertools.pairwise(bounds) if b > a]
     started = time.perf_counter()
-    tables: list = []
-
-    def submit(ids: list[int]):
-        table, stats = collect_chunk.remote(task_name, ids, seed, params)
-        tables.append(table)
-        return stats
-
     with publishing(out) as folder:
-        stats = _run_limited(chunks, submit, workers, f"collect {task_name}", progress)
-        fs, root = resolve(folder)  # Ray Data creates the staging folder (it would "replace" an existing one)
-        ray.data.from_arrow_refs(tables).write_parquet(root, filesystem=fs, filename_provider=_PartNames(),
-                                                       mode="overwrite")
+        fs, root = resolve(folder)
+        fs.create_dir(root, recursive=True)
+        stats = _run_limited(lambda i: collect_chunk.remote(task_name, chunks[i], seed, params, folder, i),
+                             [len(c) for c in chunks], workers, f"collect {task_name}", progress)
         elapsed = time.perf_counter() - started
 
         merged = {key: [v for chunk in stats for v in chunk[key]] for key in stats[0]}
@@ -141,30 +141,24 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
     return metadata
 
 
-def _run_limited(chunks: list, submit, limit: int, desc: str, progress: bool) -> list:
-    """Results of `submit(chunk)` for every chunk, in order, with at most `limit` tasks in flight."""
+def _run_limited(submit, sizes: list[int], limit: int, desc: str, progress: bool) -> list:
+    """Results of `submit(i)` for every chunk i (of sizes[i] episodes), in order, with at most `limit` tasks in
+    flight."""
     from tqdm.auto import tqdm
 
     results: dict[int, Any] = {}
     running: dict[Any, int] = {}
-    todo = list(range(len(chunks)))
-    with tqdm(total=sum(map(len, chunks)), desc=desc, unit="episode", disable=not progress) as bar:
+    todo = list(range(len(sizes)))
+    with tqdm(total=sum(sizes), desc=desc, unit="episode", disable=not progress) as bar:
         while todo or running:
             while todo and len(running) < limit:
                 i = todo.pop(0)
-                running[submit(chunks[i])] = i
+                running[submit(i)] = i
             done, _ = ray.wait(list(running), num_returns=1)
             i = running.pop(done[0])
             results[i] = ray.get(done[0])
-            bar.update(len(chunks[i]))
-    return [results[i] for i in range(len(chunks))]
-
-
-class _PartNames(ray.data.datasource.FilenameProvider):
-    """Shards named part-<task>-<i>.parquet (Ray appends the file index i)."""
-
-    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-        return f"part-{task_index:05d}.parquet"
+            bar.update(sizes[i])
+    return [results[i] for i in range(len(sizes))]
 
 
 def _summarize(stats: dict[str, list], task: envs.Task, params: dict, seed: int,

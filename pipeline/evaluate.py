@@ -1,7 +1,7 @@
 """Evaluate a policy on a task's held-out instances with a pool of Ray actors.
 
 The episodes are cut into fixed chunks (`envs_per_actor` each); an actor plays a chunk's environments in
-lock-step so one batched policy call serves them all. Chunks are the unit of work and of retry: a chunk
+lock-step so one batched policy call serves them all, each game carrying its models' KV cache from turn to turn. Chunks are the unit of work and of retry: a chunk
 whose actor died is replayed on a fresh actor, and every episode index is accepted exactly once. Episode i
 is always instance i of its split with seed `pipeline.collect.episode_seed(seed, i)` and its own sampling generator, so the
 same policy on the same seeds gives identical records. The split is the held-out one ("eval"), or
@@ -23,7 +23,7 @@ import ray
 import envs
 from pipeline.collect import action_text, episode_seed, observation_parts
 from pipeline.config import EvalConfig
-from pipeline.policy import LMPolicy, PolicySpec, Segment
+from pipeline.policy import LMPolicy, PolicySpec, PrefixCache, Segment
 
 # Fault injection: with this set to a file path that does not exist, the first actor to get work creates the
 # file and dies, so retry handling can be rehearsed (tests do).
@@ -31,17 +31,19 @@ CRASH_ONCE_ENV = "QSFT_EVAL_CRASH_ONCE"
 
 
 SPLITS = {"eval": "eval", "validation": "train"}  # evaluation split -> the env's instance split
+BEHAVIOUR = "behaviour"  # as a spec: the data's scripted behaviour policy (the env's own rate, in the same actors)
 
 
 def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int, split: str = "eval"
                ) -> list[dict[str, Any]]:
-    """Play episodes `indices` of `split` side by side; one batched policy call per turn."""
+    """Play episodes `indices` of `split` side by side; one batched policy call per turn, each game's context
+    prefilled only as far as its `PrefixCache` lacks it."""
     games = []
     for index in indices:
         env = gymnasium.make(task.env_id, **task.env_kwargs)
         observation, info = env.reset(seed=episode_seed(seed, index), options={"split": SPLITS[split], "index": index})
         generator = torch_generator(episode_seed(seed, index))
-        games.append({"env": env, "index": index, "info": info, "segments": [policy.segment(observation)],
+        games.append({"env": env, "index": index, "info": info, "segments": [policy.segment(observation)], "cache": PrefixCache(),
                       "transcript": [{"observation": observation_parts(observation)[0]}], "rewards": [], "done": False,
                       "terminated": False, "generator": generator})
     while True:
@@ -74,22 +76,21 @@ def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int,
 
 
 def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], games: list[dict]) -> list[Any]:
-    """Generate each action, or, where the task lists admissible actions, choose among them by `LMPolicy.rank`
-    (the best, or sampled at the decoding temperature).
+    """Generate each action, or, where the task lists admissible actions, choose among them by
+    `LMPolicy.rank_many`, all games' candidates in one call (the best, or sampled at the decoding temperature).
 
     A winning candidate that is a template such as "search[...]" is then written by the policy itself.
     """
-    generators = [g["generator"] for g in games]
+    generators, caches = [g["generator"] for g in games], [g["cache"] for g in games]
     if not task.has_admissible_actions:
-        return policy.generate(contexts, generators)
-    actions = []
-    for game, context in zip(games, contexts):
-        candidates = game["info"].get("admissible_actions") or []
-        actions.append(candidates[policy.choose(policy.rank(context, candidates), game["generator"])]
-                       if candidates else "")
+        return policy.generate(contexts, generators, caches)
+    candidates = [g["info"].get("admissible_actions") or [] for g in games]
+    actions = [c[policy.choose(scores, g["generator"])] if c else ""
+               for g, c, scores in zip(games, candidates, policy.rank_many(contexts, candidates, caches))]
     free = [i for i, a in enumerate(actions) if not a or a.endswith("[...]")]
     if free:
-        written = policy.generate([contexts[i] for i in free], [generators[i] for i in free])
+        written = policy.generate([contexts[i] for i in free], [generators[i] for i in free],
+                                  [caches[i] for i in free])
         for i, action in zip(free, written):
             actions[i] = action
     return actions
@@ -97,17 +98,22 @@ def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], g
 
 def behaviour_records(task_name: str, cfg: EvalConfig, split: str = "eval") -> list[dict[str, Any]]:
     """The data's behaviour policy played on the same instances and seeds as `evaluate` (in this process)."""
-    from envs.base import play
-
     task = envs.get_task(task_name)
     n = min(cfg.num_episodes, task.num_eval_instances) if split == "eval" else cfg.num_validation_episodes
+    return behaviour_chunk(task, list(range(n)), cfg.seed, split)
+
+
+def behaviour_chunk(task: envs.Task, indices: list[int], seed: int, split: str = "eval") -> list[dict[str, Any]]:
+    """Records (without transcripts) of the behaviour policy's episodes `indices` of `split`, one after another."""
+    from envs.base import play
+
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     policy = task.make_behaviour(**task.default_behaviour_params)
     records = []
-    for index in range(n):
-        rewards, terminated = play(env, policy, episode_seed(cfg.seed, index), {"split": SPLITS[split], "index": index})
+    for index in indices:
+        rewards, terminated = play(env, policy, episode_seed(seed, index), {"split": SPLITS[split], "index": index})
         raw = float(sum(rewards))
-        records.append({"task": task.name, "policy": "behaviour", "split": split, "episode": index, "raw_return": raw,
+        records.append({"task": task.name, "policy": BEHAVIOUR, "split": split, "episode": index, "raw_return": raw,
                         "unit_return": float(sum(task.unit_rewards(rewards, terminated))),
                         "score": float(task.normalizer(raw)), "success": bool(task.success(rewards, terminated)),
                         "steps": len(rewards)})
@@ -132,11 +138,13 @@ class EvalWorker:
         self.task = envs.get_task(task_name)
         self.policies: dict[PolicySpec, LMPolicy] = {}
 
-    def play(self, spec: PolicySpec, indices: list[int], seed: int, split: str) -> list[dict[str, Any]]:
+    def play(self, spec: PolicySpec | str, indices: list[int], seed: int, split: str) -> list[dict[str, Any]]:
         marker = os.environ.get(CRASH_ONCE_ENV)
         if marker and not os.path.exists(marker):
             open(marker, "w").close()
             os._exit(1)
+        if spec == BEHAVIOUR:
+            return behaviour_chunk(self.task, indices, seed, split)
         if spec not in self.policies:
             self.policies = {spec: LMPolicy(spec, self.task)}  # one policy at a time: memory stays flat
         return play_chunk(self.task, self.policies[spec], indices, seed, split)
@@ -158,10 +166,11 @@ class EvalPool:
         self.workers.append(worker)
         return worker
 
-    def evaluate(self, spec: PolicySpec, seed: int, split: str = "eval", progress: bool = True,
+    def evaluate(self, spec: PolicySpec | str, seed: int, split: str = "eval", progress: bool = True,
                  num_episodes: int | None = None) -> list[dict[str, Any]]:
         """Records of the split's first episodes (default: `num_episodes` held-out or
-        `num_validation_episodes` validation ones), sorted by episode index."""
+        `num_validation_episodes` validation ones), sorted by episode index; `spec` BEHAVIOUR plays the
+        behaviour policy instead (`behaviour_chunk`)."""
         from tqdm.auto import tqdm
 
         if split not in SPLITS:
@@ -177,7 +186,7 @@ class EvalPool:
         running: dict[Any, tuple[int, Any]] = {}
         results: dict[int, list[dict[str, Any]]] = {}
         idle = list(self.workers)
-        desc = f"evaluate {spec.name}" + ("" if split == "eval" else f" ({split})")
+        desc = f"evaluate {getattr(spec, 'name', spec)}" + ("" if split == "eval" else f" ({split})")
         with tqdm(total=n, desc=desc, unit="episode", disable=not progress) as bar:
             while todo or running:
                 while todo and idle:

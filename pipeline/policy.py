@@ -5,22 +5,27 @@
     ILQL:   pi(a|s) ∝ pi_beta(a|s) * exp(beta * (Q(s,a) - V(s)))       (the checkpoint's value heads)
 
 Both act token by token in the turn format of `pipeline.tokenize`: the context is the episode so far,
-each turn is prefilled once and then decoded with the models' KV caches until <|eot|> (text) or for the
-action's fixed number of bin tokens, restricted to bin tokens (pixel tasks, whose contexts also carry
-their observations for the <|obs|> tokens). Several environments are served in one batch (left-padded).
-Tasks with admissible actions choose among the candidates instead (`rank`: pi_beta of the whole candidate
-and Q read at its last token).
+decoded with the models' KV caches until <|eot|> (text) or for the action's fixed number of bin tokens,
+restricted to bin tokens (pixel tasks, whose contexts also carry their observations for the <|obs|>
+tokens). Tasks with admissible actions choose among the candidates instead (`rank_many`: pi_beta of the
+whole candidate and Q read at its last token).
+
+Each game carries a `PrefixCache` from turn to turn, so a turn prefills only what the context gained
+(the action and the new observation). Several games are served in one forward: their cached keys
+left-padded to one width, their new tokens (and candidates) in a block after them, with an attention
+mask (`block_mask`) that lets each candidate see its context and its own tokens only.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
 from pipeline.extraction import extracted_log_probs, ilql_log_probs
 from pipeline.models import load_model, load_tokenizer, load_value_heads
@@ -67,6 +72,25 @@ class Segment(NamedTuple):
     observations: tuple = ()
 
 
+@dataclass
+class PrefixCache:
+    """What the models have encoded of one game's context: its token ids and, per model (pi_beta, then the q
+    model if any), each layer's (keys, values) of those tokens, (heads, len(ids), head_dim) each."""
+
+    ids: list[int] = field(default_factory=list)
+    layers: tuple = ()
+
+
+@dataclass
+class Batch:
+    """Contexts run side by side: one batched KV cache per model, the (B, K) mask of its real entries
+    (left padding, and candidates that later tokens must not see, are not), and each row's next position."""
+
+    caches: list[DynamicCache]
+    valid: torch.Tensor
+    positions: torch.Tensor | None = None
+
+
 class LMPolicy:
     """`task`: the task record, which picks the turn format (text, or pixels and action bins)."""
 
@@ -78,7 +102,9 @@ class LMPolicy:
         self.behaviour = load_model(spec.behaviour, self.device)
         self.q = load_model(spec.q, self.device) if spec.q else None
         self.heads = load_value_heads(spec.q, self.device) if spec.q and spec.extraction == "ilql" else None
+        self.models = [self.behaviour] + ([] if self.q is None else [self._q_call])
         self.pad_id = tokenizer.pad_token_id
+        self.observation_id = getattr(self.codec, "observation_id", None)
         self.action_length = self.codec.action_length or spec.max_action_tokens
         self.max_context = self.behaviour.config.max_position_embeddings - self.action_length
         self.disallowed = None  # tokens that can never be part of an action
@@ -129,30 +155,101 @@ class LMPolicy:
     def _q_call(self, **inputs):
         return self.q(**inputs, output_hidden_states=self.heads is not None)
 
-    def _forward(self, ids, attention, positions, caches=(None, None), observations=None):
-        outs = [None if model is None else model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                                                 cache=cache, use_cache=True, **(observations or {}))
-                for model, cache in zip((self.behaviour, None if self.q is None else self._q_call), caches)]
-        q_scores = None if outs[1] is None else self._q_scores(outs[1], slice(None), -1)
-        return self._log_probs(outs[0].logits[:, -1], q_scores), tuple(None if o is None else o.cache for o in outs)
-
-    def _observation_inputs(self, contexts: list[Segment]) -> dict[str, torch.Tensor] | None:
+    def _observation_inputs(self, observations: list[Any]) -> dict[str, torch.Tensor]:
         """A pixel model's packed images and proprioception, in the row-major order of the <|obs|> tokens."""
-        observations = [o for context in contexts for o in context.observations]
         if not observations:
-            return None
+            return {}
         images = np.stack([np.asarray(o["image"], dtype=np.uint8) for o in observations])
         proprio = np.stack([ActionCodec.proprio(o) for o in observations])
         return {"images": torch.from_numpy(images).to(self.device),
                 "proprio": torch.from_numpy(proprio).to(self.device)}
 
+    # ------------------------------------------------------------------------------ cached forwards
+    def _stack(self, caches: list[PrefixCache], keep: list[int]) -> Batch:
+        """The first keep[b] cached tokens of each context, left-padded to one width: one batched cache per model."""
+        width = max(keep)
+        valid = torch.arange(width, device=self.device) >= (width - torch.tensor(keep, device=self.device))[:, None]
+        template = next((c.layers for c, k in zip(caches, keep) if k), None)
+        if template is None:
+            return Batch([DynamicCache() for _ in self.models], valid)
+
+        def padded(m: int, layer: int, part: int) -> torch.Tensor:
+            like = template[m][layer][part]
+            return torch.stack([F.pad(c.layers[m][layer][part][:, :k], (0, 0, width - k, 0)) if k else
+                                like.new_zeros(like.shape[0], width, like.shape[2]) for c, k in zip(caches, keep)])
+
+        return Batch([DynamicCache(ddp_cache_data=[(padded(m, layer, 0), padded(m, layer, 1))
+                                                   for layer in range(len(template[m]))])
+                      for m in range(len(self.models))], valid)
+
+    def _run(self, batch: Batch, ids: torch.Tensor, groups: torch.Tensor, positions: torch.Tensor,
+             observations: list[Any] = ()) -> list[Any]:
+        """Each model's output on a block of new tokens (B, Q) after the batch's cache (see `block_mask`); the
+        block's group-0 tokens stay visible to later blocks."""
+        mask = block_mask(batch.valid, groups, self.behaviour.dtype)
+        inputs = self._observation_inputs(list(observations))
+        outs = [model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                      **inputs) for model, cache in zip(self.models, batch.caches)]
+        batch.valid = torch.cat([batch.valid, groups == 0], dim=1)
+        return outs
+
+    def _encode(self, contexts: list[Segment], caches: list[PrefixCache], branches: list[list[list[int]]] | None = None
+                ) -> tuple[list[Any], Batch, list[int]]:
+        """One forward of each model over the tokens of every context that its cache lacks, then (ranking) the
+        context's `branches`, each continuing the context on its own; the caches then hold the contexts.
+
+        A cache keeps the longest prefix it shares with its context (all of it when the context grew by a turn,
+        the task prompt when truncation dropped a turn), less the context's last token, whose logits are read.
+        Returns the outputs, the batch (to decode from) and each context's number of new tokens n_b: its last
+        token sits at block index n_b - 1, its branches follow one after another."""
+        branches = branches or [[] for _ in contexts]
+        keep = [min(common_prefix(c.ids, x.ids), len(x.ids) - 1) for c, x in zip(caches, contexts)]
+        batch = self._stack(caches, keep)
+        blocks, groups, positions, observations = [], [], [], []
+        for context, k, rests in zip(contexts, keep, branches):
+            new = context.ids[k:]
+            blocks.append(new + [t for rest in rests for t in rest])
+            groups.append([0] * len(new) + [g + 1 for g, rest in enumerate(rests) for _ in rest])
+            positions.append(list(range(k, len(context.ids))) + [t for rest in rests for t in
+                                                                 range(len(context.ids), len(context.ids) + len(rest))])
+            shown = sum(i == self.observation_id for i in new)
+            observations.extend(context.observations[len(context.observations) - shown:] if shown else ())
+        width = max(map(len, blocks))
+        ids, group_ids, position_ids = (torch.tensor([r + [fill] * (width - len(r)) for r in lists], device=self.device)
+                                        for lists, fill in ((blocks, self.pad_id), (groups, -1), (positions, 0)))
+        outs = self._run(batch, ids, group_ids, position_ids, observations)
+        for b, (cache, context) in enumerate(zip(caches, contexts)):
+            kept = batch.valid[b].nonzero()[:, 0]
+            cache.ids = list(context.ids)
+            cache.layers = tuple([(layer.keys[b][:, kept], layer.values[b][:, kept]) for layer in c.layers]
+                                 for c in batch.caches)
+        batch.positions = torch.tensor([len(c.ids) for c in contexts], device=self.device)
+        return outs, batch, [len(c.ids) - k for c, k in zip(contexts, keep)]
+
+    def _prefill(self, contexts: list[Segment], caches: list[PrefixCache]) -> tuple[torch.Tensor, Batch]:
+        """log pi(.|s) at the end of each context, and the batch to decode from."""
+        outs, batch, new = self._encode(contexts, caches)
+        rows, last = torch.arange(len(contexts), device=self.device), torch.tensor(new, device=self.device) - 1
+        q_scores = None if self.q is None else self._q_scores(outs[1], rows, last)
+        return self._log_probs(outs[0].logits[rows, last], q_scores), batch
+
+    def _step(self, batch: Batch, tokens: torch.Tensor) -> torch.Tensor:
+        """log pi(.|s, token) after one more token per row, appended to the batch's caches."""
+        outs = self._run(batch, tokens[:, None], torch.zeros_like(tokens)[:, None], batch.positions[:, None])
+        batch.positions = batch.positions + 1
+        q_scores = None if self.q is None else self._q_scores(outs[1], slice(None), -1)
+        return self._log_probs(outs[0].logits[:, -1], q_scores)
+
     # ------------------------------------------------------------------------------------- decoding
     @torch.no_grad()
-    def generate(self, contexts: list[Segment], generators: list[torch.Generator] | None = None) -> list[Any]:
-        """One agent turn for each context (the episode so far): greedy or sampled; the env's action."""
-        ids, attention = self._left_pad([c.ids for c in contexts])
-        positions = (attention.cumsum(-1) - 1).clamp_min(0)
-        log_probs, caches = self._forward(ids, attention, positions, observations=self._observation_inputs(contexts))
+    def generate(self, contexts: list[Segment], generators: list[torch.Generator] | None = None,
+                 caches: list[PrefixCache] | None = None) -> list[Any]:
+        """One agent turn for each context (the episode so far): greedy or sampled; the env's action.
+
+        With `caches` (one per game, carried across its turns) only the tokens new since the last call are
+        prefilled; the turn's own tokens are decoded through the batch's cache and not kept (the next context
+        holds the action as the env received it)."""
+        log_probs, batch = self._prefill(contexts, caches or [PrefixCache() for _ in contexts])
         eot = self.codec.eot_id
         out = torch.full((len(contexts), self.action_length), self.pad_id if eot is None else eot, dtype=torch.long)
         done = torch.zeros(len(contexts), dtype=torch.bool)
@@ -164,9 +261,7 @@ class LMPolicy:
             out[:, t] = token.cpu()
             if t == self.action_length - 1 or bool(done.all()):
                 break
-            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-            positions = positions[:, -1:] + 1
-            log_probs, caches = self._forward(token[:, None], attention, positions, caches)
+            log_probs = self._step(batch, token)
         return [self.codec.decode_action(row.tolist()) for row in out]
 
     def _choose(self, log_probs: torch.Tensor, generators: list[torch.Generator] | None) -> torch.Tensor:
@@ -177,10 +272,15 @@ class LMPolicy:
                             for p, g in zip(probs, generators or [None] * len(probs))]).to(self.device)
 
     # -------------------------------------------------------------------------------------- ranking
+    def rank(self, context: Segment, candidates: list[str], cache: PrefixCache | None = None) -> list[float]:
+        """`rank_many` for one context."""
+        return self.rank_many([context], [candidates], None if cache is None else [cache])[0]
+
     @torch.no_grad()
-    def rank(self, context: Segment, candidates: list[str]) -> list[float]:
-        """log pi(a|s) of each candidate action (its text + <|eot|>) after `context`, up to a constant shared by
-        the candidates (text tasks with admissible actions):
+    def rank_many(self, contexts: list[Segment], candidates: list[list[str]],
+                  caches: list[PrefixCache] | None = None) -> list[list[float]]:
+        """log pi(a|s) of each candidate action (its text + <|eot|>) after its context, up to a constant shared by
+        the context's candidates (text tasks with admissible actions):
 
             BC:     log pi_beta(a|s) = sum_t log pi_beta(a_t | s, a_<t)
             Q-SFT:  log pi_beta(a|s) + beta * Q(s,a)
@@ -193,46 +293,58 @@ class LMPolicy:
         ratio at its first token is; and summing token-level extracted log-probabilities instead would favour the
         shortest candidate wherever the model is unsure. Candidates with pi_beta(a|s) <= support_eps, normalised
         over the candidates, score -inf (the most likely always stays), as tokens do in `extracted_log_probs`.
-        """
-        prefix = context.ids
-        actions = [self.codec.action_ids(c) for c in candidates]
-        rows = [prefix + a for a in actions]
-        width = max(map(len, rows))
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            attention[i, : len(row)] = 1
-        ids, attention = ids.to(self.device), attention.to(self.device)
-        behaviour = self.behaviour(input_ids=ids, attention_mask=attention).logits
-        q_out = None if self.q is None else self._q_call(input_ids=ids, attention_mask=attention)
-        log_beta, values = [], []
-        for i, action in enumerate(actions):
-            positions = torch.arange(len(prefix) - 1, len(prefix) - 1 + len(action), device=self.device)
-            tokens = torch.tensor(action, device=self.device)
-            logits = behaviour[i, positions].float()
-            if self.disallowed is not None:
-                logits = logits.masked_fill(self.disallowed, -torch.inf)
-            token_log_beta = F.log_softmax(logits, dim=-1).gather(-1, tokens[:, None])[:, 0]
-            log_beta.append(token_log_beta.sum())
-            if q_out is not None:
-                values.append(self._candidate_value(q_out, i, positions, tokens, token_log_beta[-1]))
-        scores = torch.stack(log_beta)
-        if q_out is None:
-            return scores.tolist()
-        if self.spec.support_eps > 0:
-            normalised = scores - scores.logsumexp(0)
-            outside = (normalised <= math.log(self.spec.support_eps)) & (normalised < normalised.max())
-            scores = scores.masked_fill(outside, -torch.inf)
-        return (scores + self.spec.beta * torch.stack(values)).tolist()
 
-    def _candidate_value(self, q_out, row: int, positions: torch.Tensor, tokens: torch.Tensor,
-                         last_log_beta: torch.Tensor) -> torch.Tensor:
-        """Q(s,a) read at the candidate's last token (Q-SFT), or ILQL's advantage Q(s,a) - V(s)."""
+        All contexts and candidates go through one forward per model: each context's new tokens (with `caches`,
+        those since the last call) and then its candidates a_<L side by side, each attending to the context only.
+        """
+        actions = [[self.codec.action_ids(c) for c in cands] for cands in candidates]
+        outs, _, new = self._encode(contexts, caches or [PrefixCache() for _ in contexts],
+                                    [[a[:-1] for a in acts] for acts in actions])
+        rows, reads, tokens, owner, last, state = [], [], [], [], [], []   # per action token / per candidate
+        for b, acts in enumerate(actions):
+            start = new[b]
+            for action in acts:
+                reads_a = [new[b] - 1, *range(start, start + len(action) - 1)]
+                start += len(action) - 1
+                last.append(len(reads) + len(action) - 1)
+                rows += [b] * len(action)
+                reads += reads_a
+                tokens += action
+                owner += [len(state)] * len(action)
+                state.append(b)
+        rows, reads, tokens = (torch.tensor(x, dtype=torch.long, device=self.device) for x in (rows, reads, tokens))
+        last = torch.tensor(last, dtype=torch.long, device=self.device)
+        logits = outs[0].logits[rows, reads].float()
+        if self.disallowed is not None:
+            logits = logits.masked_fill(self.disallowed, -torch.inf)
+        token_log_beta = F.log_softmax(logits, dim=-1).gather(-1, tokens[:, None])[:, 0]
+        scores = torch.zeros(len(state), device=self.device).index_add_(
+            0, torch.tensor(owner, dtype=torch.long, device=self.device), token_log_beta)
+        if self.q is not None:
+            values = self._candidate_values(outs[1], rows[last], reads[last], tokens[last], token_log_beta[last],
+                                            torch.tensor(new, device=self.device)[rows[last]] - 1)
+        out, offset = [], 0
+        for acts in actions:
+            game = scores[offset: offset + len(acts)]
+            if self.q is not None and len(acts):
+                if self.spec.support_eps > 0:
+                    normalised = game - game.logsumexp(0)
+                    outside = (normalised <= math.log(self.spec.support_eps)) & (normalised < normalised.max())
+                    game = game.masked_fill(outside, -torch.inf)
+                game = game + self.spec.beta * values[offset: offset + len(acts)]
+            out.append(game.tolist())
+            offset += len(acts)
+        return out
+
+    def _candidate_values(self, q_out, rows: torch.Tensor, reads: torch.Tensor, tokens: torch.Tensor,
+                          last_log_beta: torch.Tensor, state_reads: torch.Tensor) -> torch.Tensor:
+        """Q(s,a) read at each candidate's last token (Q-SFT), or ILQL's advantage Q(s,a) - V(s); `reads` and
+        `state_reads`: the block indices where a_L and the context's next token are predicted."""
         if self.heads is not None:
-            q_values, value = self._q_scores(q_out, row, positions)
-            return q_values[-1, tokens[-1]].float() - value[0].float()
-        log_p = F.log_softmax(q_out.logits[row, positions[-1]].float(), dim=-1)[tokens[-1]]
+            q_values, _ = self._q_scores(q_out, rows, reads)
+            _, value = self._q_scores(q_out, rows, state_reads)
+            return q_values.gather(-1, tokens[:, None])[:, 0].float() - value.float()
+        log_p = F.log_softmax(q_out.logits[rows, reads].float(), dim=-1).gather(-1, tokens[:, None])[:, 0]
         return (log_p - last_log_beta).exp() if self.spec.ratio_form else log_p.exp()
 
     def choose(self, scores: list[float], generator: torch.Generator | None = None) -> int:
@@ -243,11 +355,24 @@ class LMPolicy:
         probs = (torch.tensor(scores, dtype=torch.float64) / self.spec.temperature).softmax(-1)
         return int(torch.multinomial(probs, 1, generator=generator)[0])
 
-    def _left_pad(self, contexts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(map(len, contexts))
-        ids = torch.full((len(contexts), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(contexts), width), dtype=torch.long)
-        for i, ctx in enumerate(contexts):
-            ids[i, width - len(ctx):] = torch.tensor(ctx)
-            attention[i, width - len(ctx):] = 1
-        return ids.to(self.device), attention.to(self.device)
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    return next(i for i in range(n) if a[i] != b[i])
+
+
+def block_mask(past: torch.Tensor, groups: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive (B, 1, Q, K + Q) attention mask of a block of Q new tokens after K cached ones.
+
+    A block token attends to the valid cached tokens (`past`, (B, K) bool) and, causally, to the block's
+    tokens of group 0 (the context's new tokens, shared) and of its own group (one candidate's tokens, which
+    no other candidate sees); group -1 is padding, which only pads see."""
+    q = groups.shape[1]
+    causal = torch.ones(q, q, dtype=torch.bool, device=groups.device).tril()
+    visible = (groups[:, :, None] == groups[:, None, :]) | (groups[:, None, :] == 0)
+    allowed = torch.cat([past[:, None, :].expand(-1, q, -1), visible & causal], dim=-1)
+    return torch.zeros(allowed.shape, dtype=dtype, device=groups.device).masked_fill(
+        ~allowed, torch.finfo(dtype).min)[:, None]

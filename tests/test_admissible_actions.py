@@ -1,6 +1,6 @@
 """Evaluation on a task that lists admissible actions (WebShop): each turn the policy ranks the candidates
-by summed token log-probability and takes the best; a winning template ("search[...]") is written by the
-policy itself. Played in this process on two tiny scratch checkpoints (BC and Q-SFT extraction), two
+of every game in one call (`LMPolicy.rank_many`) and takes the best; a winning template ("search[...]")
+is written by the policy itself. Played in this process on two tiny scratch checkpoints (BC and Q-SFT extraction), two
 episodes side by side, so the branch of `pipeline.evaluate.choose_actions` that only such tasks reach runs
 in the default suite without a whole WebShop pipeline (that one is the slow cluster submission)."""
 
@@ -49,15 +49,15 @@ def test_admissible_candidates_are_ranked_and_templates_written(checkpoints, ext
     spec = PolicySpec(behaviour=checkpoints[0], q=checkpoints[1] if extracted else None, beta=4.0,
                       max_action_tokens=8)
     policy = LMPolicy(spec, task)
-    ranked = []   # (candidates, scores) of every rank call, in call order
-    rank = policy.rank
+    ranked = []   # (candidates, scores) of every game ranked, in call order
+    rank_many = policy.rank_many
 
-    def spy(context, candidates):
-        scores = rank(context, candidates)
-        ranked.append((list(candidates), list(scores)))
+    def spy(contexts, candidates, caches=None):
+        scores = rank_many(contexts, candidates, caches)
+        ranked.extend(zip(map(list, candidates), map(list, scores)))
         return scores
 
-    policy.rank = spy
+    policy.rank_many = spy
     records = play_chunk(task, policy, [0, 1], seed=0)
 
     assert [r["episode"] for r in records] == [0, 1]

@@ -1,4 +1,4 @@
-"""The extracted policy's per-token distribution, decoded with KV caches and left padding, equals the
+"""The extracted policy's per-token distribution, decoded with KV caches and padding, equals the
 formula pi ∝ pi_beta * exp(beta * p_theta) computed by hand from two tiny models' full forward passes."""
 
 import dataclasses
@@ -10,7 +10,7 @@ import torch
 from conftest import scratch_checkpoints
 
 from pipeline.config import ModelConfig
-from pipeline.policy import LMPolicy, PolicySpec, Segment
+from pipeline.policy import LMPolicy, PolicySpec, PrefixCache, Segment
 
 TEXTS = ["Guess the word.\n", "crane", "crane: _ Y _ _ G\n", "slate", "slate: G G G G G\n", "abbey"] * 30
 
@@ -34,15 +34,11 @@ def test_decoded_distribution_matches_the_formula_with_cache_and_padding(checkpo
     policy = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0, ratio_form=ratio))
     short = policy.codec.observation_ids("Guess the word.\n")
     long = short + policy.codec.action_ids("crane") + policy.codec.observation_ids("crane: _ Y _ _ G\n")
-    ids, attention = policy._left_pad([short, long])
-    positions = (attention.cumsum(-1) - 1).clamp_min(0)
     with torch.no_grad():
-        log_probs, caches = policy._forward(ids, attention, positions)
+        log_probs, batch = policy._prefill([Segment(short), Segment(long)], [PrefixCache(), PrefixCache()])
         for row, ctx in enumerate([short, long]):
             assert torch.allclose(log_probs[row].exp(), by_hand(policy, ctx, 3.0, ratio), atol=1e-5)
-        token = torch.tensor([5, 7])  # one decoding step through the KV caches
-        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        log_probs, _ = policy._forward(token[:, None], attention, positions[:, -1:] + 1, caches)
+        log_probs = policy._step(batch, torch.tensor([5, 7]))  # one decoding step through the KV caches
     for row, ctx in enumerate([short + [5], long + [7]]):
         assert torch.allclose(log_probs[row].exp(), by_hand(policy, ctx, 3.0, ratio), atol=1e-5)
 
@@ -127,14 +123,11 @@ def test_ilql_extraction_matches_its_formula_on_two_tiny_models(checkpoints, tmp
 
     short = policy.codec.observation_ids("Guess the word.\n")
     long = short + policy.codec.action_ids("crane") + policy.codec.observation_ids("crane: _ Y _ _ G\n")
-    ids, attention = policy._left_pad([short, long])
-    positions = (attention.cumsum(-1) - 1).clamp_min(0)
     with torch.no_grad():
-        log_probs, caches = policy._forward(ids, attention, positions)
+        log_probs, batch = policy._prefill([Segment(short), Segment(long)], [PrefixCache(), PrefixCache()])
         for row, ctx in enumerate([short, long]):
             assert torch.allclose(log_probs[row].exp(), ilql_by_hand(ctx), atol=1e-5)
-        attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
-        log_probs, _ = policy._forward(torch.tensor([[5], [7]]), attention, positions[:, -1:] + 1, caches)
+        log_probs = policy._step(batch, torch.tensor([5, 7]))
         for row, ctx in enumerate([short + [5], long + [7]]):
             assert torch.allclose(log_probs[row].exp(), ilql_by_hand(ctx), atol=1e-5)
         [score] = policy.rank(Segment(short), ["crane"])
