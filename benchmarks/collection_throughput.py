@@ -1,8 +1,8 @@
 """Collection throughput (episodes/s and steps/s written to Parquet with Ray) next to the raw env step rate.
 
 The raw rate is the behaviour policy playing the environment in one plain process (no Ray, no I/O).
-The collection rate is `pipeline.collect.collect` end to end: Ray tasks play the episodes, Ray Data writes
-the shards, dataset.json is written (ray.init excluded). `--workers 1,2` measures collection once per
+The collection rate is `pipeline.collect.collect` end to end: Ray tasks play the episodes and write a shard
+each, dataset.json is written (ray.init excluded). `--workers 1,2` measures collection once per
 worker count (at most that many tasks in flight), the counts alternating over `--rounds`, so the
 scaling ratio is taken side by side. The run ends with one `ratio <task> <name> = x.xx` line per ratio.
 Goals: collection >= 0.7x the raw rate; 2 workers >= 1.8x one.
