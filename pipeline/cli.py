@@ -3,13 +3,17 @@
 Every job runs as `python jobs/X.py ...` (embedded local Ray) and unchanged as
 `ray job submit --working-dir . -- python jobs/X.py ...` (joins the cluster through RAY_ADDRESS).
 Config fields are overridden with `--set section.field=value` (pipeline jobs) or `--field value` (train).
+`main` is the installed `qsft` command: `qsft run TASK ...`, `qsft collect ...` etc. call the same functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from pipeline.config import ConfigError
@@ -203,3 +207,86 @@ def sweep_main(argv: list[str] | None = None):
                          args.num_samples, args.preset, overrides, args.max_concurrent, args.scheduler)
     except ConfigError as err:
         _error(parser, str(err))
+
+
+def dashboard_main(argv: list[str] | None = None) -> str:
+    """`jobs/dashboard.py`: a static HTML page over run folders.
+    `pipeline.dashboard.main`, imported when called (it loads matplotlib and MLflow)."""
+    from pipeline.dashboard import main as dashboard
+
+    return dashboard(argv)
+
+
+# Tasks that one job script runs together (`jobs/qsft_robot.py`); `--task` then picks some of them.
+TASK_GROUPS = {"robot": ("robot_pick", "robot_place")}
+
+
+def run_main(argv: list[str]) -> dict:
+    """`qsft run TASK ...`: the whole pipeline of a task (or a group), as `jobs/qsft_<TASK>.py` runs it."""
+    import envs
+
+    _help(argv)
+    targets = (*envs.TASK_NAMES, *TASK_GROUPS)
+    if not argv or argv[0] not in targets:
+        what = f"unknown task {argv[0]!r}" if argv else "expected a task"
+        _fail("qsft run", f"{what}; the tasks are {', '.join(targets)}")
+    task, rest = argv[0], argv[1:]
+    with _named(f"qsft run {task}"):
+        return pipeline_main(task, rest, tasks=TASK_GROUPS.get(task, ()))
+
+
+# `qsft COMMAND ...` -> the entry function the job script calls; each parses the rest of the command line itself.
+COMMANDS = {"run": run_main, "collect": collect_main, "train": train_main, "sweep": sweep_main,
+            "dashboard": dashboard_main}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `qsft` console command (pyproject's [project.scripts]): `qsft COMMAND ...` calls COMMANDS[COMMAND].
+    Returns None, so the script exits 0 on success (its wrapper passes the return value to sys.exit)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _help(argv)
+    if not argv or argv[0] not in COMMANDS:
+        what = f"unknown command {argv[0]!r}" if argv else "expected a command"
+        _fail("qsft", f"{what}; the commands are {', '.join(COMMANDS)} (`qsft --help` says more)")
+    command, rest = argv[0], argv[1:]
+    with _named(f"qsft {command}"):
+        COMMANDS[command](rest)
+
+
+def _help(argv: list[str]) -> None:
+    """`qsft --help` or `qsft run --help`: print the usage and exit 0 (`qsft run TASK --help` lists the flags)."""
+    if argv[:1] in (["-h"], ["--help"]):
+        print(_usage())
+        sys.exit(0)
+
+
+def _usage() -> str:
+    """`qsft --help`: the commands (from their entry functions' docstrings) and the task names."""
+    import envs
+
+    lines = ["usage: qsft COMMAND [ARGS ...]   (`qsft COMMAND --help` lists a command's flags)", "", "commands:"]
+    for name, entry in COMMANDS.items():
+        summary = entry.__doc__.split("\n")[0].split(": ", 1)[-1]
+        lines.append(f"  {name + (' TASK' if entry is run_main else ''):<11} {summary}")
+    groups = [f"{group} ({' and '.join(tasks)})" for group, tasks in TASK_GROUPS.items()]
+    lines += ["", f"tasks: {', '.join((*envs.TASK_NAMES, *groups))}",
+              "e.g. `qsft run maze_small --preset tiny` is `python jobs/qsft_maze_small.py --preset tiny`"]
+    return "\n".join(lines)
+
+
+def _fail(prog: str, message: str) -> NoReturn:
+    """Exit with status 2 and one line on stderr, as `_error` does for a parser."""
+    sys.stderr.write(f"{prog}: error: {message}\n")
+    sys.exit(2)
+
+
+@contextlib.contextmanager
+def _named(prog: str) -> Iterator[None]:
+    """Name the parsers built inside after `prog` (argparse takes its default name from sys.argv[0]), so their
+    usage and errors read `qsft run wordle: ...` instead of `qsft: ...`."""
+    saved = sys.argv[:1]
+    sys.argv[:1] = [prog]
+    try:
+        yield
+    finally:
+        sys.argv[:1] = saved
