@@ -92,7 +92,7 @@ _MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps":
 _TASK["maze"] = {
     "tiny": {"collect": {"episodes": 2000}, "train": {**_ONE_WORKER, "model.architecture": "llama", "batch_size": 32,
                                                     "log_every": 50},
-             "bc": {"epochs": 6}, "qsft": {**_MAZE_QSFT, "epochs": 16}, "eval": _MAZE_EVAL},
+             "bc": {"epochs": 16}, "qsft": {**_MAZE_QSFT, "epochs": 16}, "eval": _MAZE_EVAL},
     "cpu": {"collect": {"episodes": 5000}, "train": {**_ONE_WORKER, "model.architecture": "llama"},
             "bc": {"epochs": 6}, "qsft": {**_MAZE_QSFT, "epochs": 20}, "eval": _MAZE_EVAL},
     "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"}, "qsft": _MAZE_QSFT,
