@@ -132,6 +132,22 @@ def bellman_targets(
     return BellmanTargets(y, in_support.sum(dim=-1), unclipped != y)
 
 
+def action_values(target_last_logp: torch.Tensor, behaviour_last_logp: torch.Tensor,
+                  behaviour_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
+    """The action-level next-state value of Q-SFT's backup (`pipeline.candidates`), for M states and K candidates:
+
+        V(s') = max_{a' : pi_beta(a'|s') / sum_c pi_beta(c|s') > eps}  p_target(a'_L | s', a'_<L) / pi_beta(a'_L | s', a'_<L)
+
+    target_last_logp, behaviour_last_logp: (M, K) log-probabilities of each candidate's last token a'_L;
+    behaviour_action_logp: (M, K) log pi_beta(a'|s') = sum_t log pi_beta(a'_t | s', a'_<t). The most likely
+    candidate is always in the support, so V(s') is defined at every state.
+    """
+    normalised = behaviour_action_logp.float() - behaviour_action_logp.float().logsumexp(-1, keepdim=True)
+    in_support = (normalised > math.log(support_eps)) | (normalised == normalised.max(-1, keepdim=True).values)
+    log_ratio = (target_last_logp.float() - behaviour_last_logp.float()).masked_fill(~in_support, -torch.inf)
+    return log_ratio.max(dim=-1).values.exp()
+
+
 def support_size_bound(support_eps: float) -> int:
     """The most tokens that can have probability > eps: a top-k with this k holds the whole support."""
     return math.floor(1.0 / support_eps)

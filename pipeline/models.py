@@ -130,9 +130,11 @@ class TokenLogits(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
-                positions: torch.Tensor, **observations: torch.Tensor) -> torch.Tensor:
-        """`observations`: a pixel model's packed `images` and `proprio` (see pipeline.pixel_model)."""
-        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                positions: torch.Tensor, position_ids: torch.Tensor | None = None,
+                **observations: torch.Tensor) -> torch.Tensor:
+        """`attention_mask`: (B, T) padding, or a (B, 1, T, T) additive mask with its `position_ids`
+        (pipeline.candidates); `observations`: a pixel model's packed `images` and `proprio` (pipeline.pixel_model)."""
+        hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                        **observations).last_hidden_state
         return self.model.get_output_embeddings()(hidden[rows, positions])
 

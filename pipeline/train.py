@@ -31,6 +31,7 @@ import torch
 
 from pipeline import losses
 from pipeline.batches import PadBatch, observation_inputs
+from pipeline.candidates import append_candidates
 from pipeline.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
 from pipeline.models import (
     STAGE_FILE,
@@ -45,6 +46,7 @@ from pipeline.models import (
     read_stage_info,
     save_checkpoint,
 )
+from pipeline.tokenize import make_codec
 
 FINAL_CHECKPOINT = "checkpoint"
 # Each stage's budget and shared fields (gamma, tau, epochs) come from the preset's BC or Q-SFT section.
@@ -63,8 +65,10 @@ def method_config(stage: str, bc_cfg: TrainConfig, qsft_cfg: TrainConfig, overri
 
 # -------------------------------------------------------------------------------------------- step
 def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn.Module,
-              target: torch.nn.Module | None, behaviour: torch.nn.Module | None) -> tuple[torch.Tensor, dict]:
-    """The stage's loss on one padded batch, and its diagnostics."""
+              target: torch.nn.Module | None, behaviour: torch.nn.Module | None,
+              candidates: list[list[int]] | None = None) -> tuple[torch.Tensor, dict]:
+    """The stage's loss on one padded batch, and its diagnostics. `candidates`: the task's action set as token
+    ids (Q-SFT's action-level backup)."""
     tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
                             batch["lengths"], batch["terminated"], cfg.gamma, cfg.per_token_discount)
     ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
@@ -76,13 +80,16 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
         return token_losses.mean(), {"tokens": tr.action.numel()}
     if cfg.stage == "spo":
         return _spo_loss(cfg, batch, tr, logits, behaviour)
-    with torch.no_grad():
-        next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
-        if "behaviour_logp" in batch:  # precomputed top-k of pi_beta (pipeline.support)
-            next_target, next_behaviour = next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
-        else:
-            next_behaviour = behaviour(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
-    y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
+    if cfg.backup == "action":
+        y = _action_backup_targets(cfg, batch, tr, target, behaviour, candidates)
+    else:
+        with torch.no_grad():
+            next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
+            if "behaviour_logp" in batch:  # precomputed top-k of pi_beta (pipeline.support)
+                next_target, next_behaviour = next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
+            else:
+                next_behaviour = behaviour(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
+        y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
     token_losses = losses.qsft_token_losses(logits, tr.action, y.target)
     return token_losses.mean(), {
         "tokens": tr.action.numel(),
@@ -91,6 +98,42 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
         "support_size": y.support_size.float().mean().item(),
         "p_action_mean": logits.float().softmax(-1).gather(-1, tr.action[:, None]).mean().item(),
     }
+
+
+@torch.no_grad()
+def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions,
+                           target: torch.nn.Module, behaviour: torch.nn.Module, candidates: list[list[int]]
+                           ) -> losses.BellmanTargets:
+    """Q-SFT's targets with the action-level next-state value (pipeline.candidates) at every turn's last token
+    that bootstraps; the tokens inside an utterance keep the token-level targets. One forward per model reads
+    both: the batch's rows with every candidate branched after each of those next states."""
+    boot = batch["turn_end"][tr.row, tr.state_pos + 1].bool() & (tr.discount > 0)
+    branches = append_candidates(batch["input_ids"], batch["lengths"], tr.row[boot], tr.next_state_pos[boot],
+                                 candidates, torch.bfloat16 if cfg.bf16 else torch.float32)
+    n, shape = tr.action.numel(), (int(boot.sum()), len(candidates))
+
+    def read(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p(.|s'_i) at every transition's next state, and log p(a'_t | s', a'_<t) of every branch token."""
+        log_p = model(branches.input_ids, branches.attention_mask, torch.cat([tr.row, branches.rows]),
+                      torch.cat([tr.next_state_pos, branches.positions]),
+                      position_ids=branches.position_ids).float().log_softmax(-1)
+        return log_p[:n], log_p[n:].gather(-1, branches.tokens[:, None])[:, 0]
+
+    next_target, branch_target = read(target)
+    next_behaviour, branch_behaviour = read(behaviour)
+    y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
+    action_logp = torch.zeros(shape[0] * shape[1], device=branch_behaviour.device).index_add_(
+        0, branches.owner, branch_behaviour).view(shape)
+    value = losses.action_values(branch_target[branches.last].view(shape), branch_behaviour[branches.last].view(shape),
+                                 action_logp, cfg.support_eps)
+    unclipped = y.target.clone()
+    unclipped[boot] = tr.reward[boot] + tr.discount[boot] * value
+    target_values = unclipped.clamp(0.0, 1.0)
+    support = y.support_size.clone()
+    support[boot] = shape[1]
+    clipped = y.clipped.clone()
+    clipped[boot] = unclipped[boot] != target_values[boot]
+    return losses.BellmanTargets(target_values, support, clipped)
 
 
 def _spo_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions, logits: torch.Tensor,
@@ -238,7 +281,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, total)
             with autocast:
-                loss, stats = step_loss(cfg, batch, policy, target, behaviour)
+                loss, stats = step_loss(cfg, batch, policy, target, behaviour, config["candidates"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.grad_clip)
@@ -268,6 +311,22 @@ def load_trainer_state(folder: str) -> dict[str, Any]:
     `trainer_state.pt` in a run folder (shared storage, or one someone hands you) cannot run code on resume.
     """
     return torch.load(os.path.join(folder, TRAINER_STATE_FILE), weights_only=True)
+
+
+def check_backup(cfg: TrainConfig, task_name: str) -> tuple[str, ...]:
+    """The action set Q-SFT's action-level backup branches over (empty for the token-level backup)."""
+    if cfg.backup == "token":
+        return ()
+    import envs
+
+    action_set = envs.get_task(task_name).action_set
+    if cfg.stage != "qsft" or not action_set:
+        raise ConfigError(f"config field 'backup' = 'action' needs the qsft stage and a task with a fixed action "
+                          f"set (Task.action_set); got stage {cfg.stage!r} on {task_name!r}")
+    if cfg.behaviour_support != "online":
+        raise ConfigError("config field 'backup' = 'action' reads pi_beta on every candidate: set "
+                          "behaviour_support = 'online'")
+    return action_set
 
 
 def check_bc_checkpoint(path: str, task_name: str) -> None:
@@ -428,6 +487,7 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
             raise ConfigError(f"config field 'support_eps' ({cfg.support_eps}) must exceed the label-smoothing "
                               f"floor 1/(V-1) = {floor:.4f} of the {bc_checkpoint} model (V = {vocab} logits), "
                               f"else the Bellman targets saturate at 1; use e.g. {min(0.5, 3 * floor):.2f}")
+    action_set = check_backup(cfg, task_name)
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     data = data or prepare_data(cfg, data_dir, out, task_name, bc_checkpoint)
@@ -438,6 +498,10 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     stage_info = {"task": task_name, "bc_checkpoint": bc_checkpoint, **data.info}
     tokenizer_dir = data.tokenizer_dir
+    import envs
+
+    codec = make_codec(load_tokenizer(tokenizer_dir), envs.get_task(task_name))
+    candidates = [codec.action_ids(action) for action in action_set]
 
     run = tracking.start_stage_run(out, run_name or f"{task_name}-{cfg.stage}",
                                    tracking.tracking_uri_for(os.path.dirname(out), tracking_uri),
@@ -446,7 +510,7 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "tokenizer_dir": tokenizer_dir, "bc_checkpoint": bc_checkpoint,
-                           "total_steps": total, "data": data_dir, "progress": progress,
+                           "total_steps": total, "data": data_dir, "progress": progress, "candidates": candidates,
                            "stage_info": {**stage_info, **({"selection": data.selection} if data.selection else {})},
                            "observation_space": pixel_observation_space(task_name),
                            "mlflow": {"tracking_uri": run.tracking_uri, "run_id": run.run_id}},

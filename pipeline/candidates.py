@@ -1,0 +1,102 @@
+"""Q-SFT's action-level backup: every candidate action scored after every next state of a training batch.
+
+In Q-SFT's token-level MDP an utterance carries no reward and no discount until its last token, so the value of
+a whole action a' at a state s' is the ratio at its last token a'_L (`<|eot|>`), where pi_beta(a'_L | s', a'_<L)
+~ 1 and the ratio is p_target itself. The token-level backup instead maximises the ratio at the first tokens of
+s', dividing by pi_beta's small and imprecise probability of each action's first token. For a task with a
+fixed action set (`Task.action_set`) the action-level backup reads the value at the last tokens:
+
+    V(s') = max_{a' : pi_beta(a'|s') / sum_c pi_beta(c|s') > eps}  p_target(a'_L | s', a'_<L) / pi_beta(a'_L | s', a'_<L)
+
+with pi_beta(a'|s') = prod_t pi_beta(a'_t | s', a'_<t) (`pipeline.losses.action_values`). The same operator in
+exact arithmetic; read where the model is precise.
+
+`append_candidates` builds the batch for it: each row's sequence, then, for each of its next states, every
+candidate's tokens a'_<L as a branch that attends to the prefix up to that state and to itself only (a 4-D
+additive mask and explicit position ids), so one forward per model scores them all.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class Branches(NamedTuple):
+    input_ids: torch.Tensor       # (B, L + W): each row, then its branches (padded to W)
+    attention_mask: torch.Tensor  # (B, 1, L + W, L + W) additive
+    position_ids: torch.Tensor    # (B, L + W)
+    rows: torch.Tensor            # (T,) where each candidate token a'_t is predicted: batch row ...
+    positions: torch.Tensor       # (T,) ... and sequence index
+    tokens: torch.Tensor          # (T,) the candidate token a'_t
+    owner: torch.Tensor           # (T,) index (state m * K + candidate k) of the candidate the token belongs to
+    last: torch.Tensor            # (M * K,) index into the T tokens of each candidate's last token a'_L
+
+
+def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor, states: torch.Tensor,
+                      candidates: list[list[int]], dtype: torch.dtype = torch.float32) -> Branches:
+    """Branches of the K `candidates` (token ids, each ending with its last token a'_L) after each of the M
+    next states (`rows`, `states`: the index of the state's last token s', as in `Transitions.next_state_pos`).
+
+    input_ids: (B, L) right-padded, lengths: (B,). A branch token at sequence position p + 1 + t (p = the state
+    index) attends to the row's tokens 0..p and to its own branch's earlier tokens; the rows' own tokens keep
+    the causal mask over their real length. Padding (token 0) attends to itself only, and nothing reads it.
+    """
+    batch, length = input_ids.shape
+    device = input_ids.device
+    blocks: list[list[int]] = [[] for _ in range(batch)]       # branch tokens per row
+    block_pos: list[list[int]] = [[] for _ in range(batch)]    # their position ids
+    block_state: list[list[int]] = [[] for _ in range(batch)]  # the state index each one sees up to
+    block_group: list[list[int]] = [[] for _ in range(batch)]  # its branch, unique in the row
+    read_rows, read_pos, tokens, owner, last = [], [], [], [], []
+    branch_count = [0] * batch
+    for m, (b, p) in enumerate(zip(rows.tolist(), states.tolist())):
+        for k, candidate in enumerate(candidates):
+            group, branch_count[b] = branch_count[b], branch_count[b] + 1
+            start = length + len(blocks[b])
+            for t, token in enumerate(candidate):
+                read_rows.append(b)
+                read_pos.append(p if t == 0 else start + t - 1)
+                tokens.append(token)
+                owner.append(m * len(candidates) + k)
+            last.append(len(tokens) - 1)
+            prefix = candidate[:-1]
+            blocks[b] += prefix
+            block_pos[b] += list(range(p + 1, p + 1 + len(prefix)))
+            block_state[b] += [p] * len(prefix)
+            block_group[b] += [group] * len(prefix)
+    width = max(map(len, blocks), default=0)
+    total = length + width
+
+    ids = torch.zeros((batch, total), dtype=torch.long, device=device)
+    ids[:, :length] = input_ids
+    position_ids = torch.arange(total, device=device).repeat(batch, 1)
+    state = torch.full((batch, width), -1, dtype=torch.long)
+    group = torch.full((batch, width), -1, dtype=torch.long)
+    for b in range(batch):
+        n = len(blocks[b])
+        if n:
+            ids[b, length: length + n] = torch.tensor(blocks[b], device=device)
+            position_ids[b, length: length + n] = torch.tensor(block_pos[b], device=device)
+            state[b, :n], group[b, :n] = torch.tensor(block_state[b]), torch.tensor(block_group[b])
+    state, group = state.to(device), group.to(device)
+
+    keys = torch.arange(length, device=device)
+    real = keys[None, :] < lengths[:, None]                                             # (B, L)
+    own = torch.tril(torch.ones(length, length, dtype=torch.bool, device=device))[None] & real[:, None, :]
+    prefix = (keys[None, None, :] <= state[:, :, None]) & (state[:, :, None] >= 0)      # (B, W, L)
+    causal = torch.tril(torch.ones(width, width, dtype=torch.bool, device=device))
+    same = (group[:, :, None] == group[:, None, :]) & causal & (group[:, :, None] >= 0)  # (B, W, W)
+    allowed = torch.zeros(batch, total, total, dtype=torch.bool, device=device)
+    allowed[:, :length, :length] = own
+    allowed[:, length:, :length] = prefix
+    allowed[:, length:, length:] = same
+    allowed |= torch.eye(total, dtype=torch.bool, device=device)  # padding attends to itself: no empty rows
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+    def tensor(values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return Branches(ids, mask[:, None], position_ids, tensor(read_rows), tensor(read_pos), tensor(tokens),
+                    tensor(owner), tensor(last))
