@@ -103,6 +103,8 @@ class EvalConfig:
 
     num_episodes: int = 100
     num_validation_episodes: int = 100
+    repeats: int = 1                 # plays of each instance, each with its own seed (stochastic decoding on a
+    #                                  small split): episodes = instances x repeats
     num_actors: int = 2
     cpus_per_actor: float = 0.5
     envs_per_actor: int = 8          # environments one actor steps in a batch
@@ -184,7 +186,7 @@ def _coerce(name: str, hint: Any, current: Any, value: Any) -> Any:
 
 _POSITIVE = ("lr", "batch_size", "epochs", "num_workers", "cpus_per_worker", "n_layer", "n_embd", "n_head",
              "max_length", "vocab_size", "num_episodes", "num_actors", "cpus_per_actor", "envs_per_actor",
-             "max_action_tokens", "hard_update_every", "num_validation_episodes", "log_every", "episodes",
+             "max_action_tokens", "hard_update_every", "num_validation_episodes", "repeats", "log_every", "episodes",
              "filter_top_fraction", "spo_beta")
 _UNIT_INTERVAL = ("gamma", "tau", "support_eps", "dropout", "filter_top_fraction")
 _NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures", "checkpoint_every", "cql_weight")

@@ -3,8 +3,9 @@
 The episodes are cut into fixed chunks (`envs_per_actor` each); an actor plays a chunk's environments in
 lock-step so one batched policy call serves them all, each game carrying its models' KV cache from turn to turn. Chunks are the unit of work and of retry: a chunk
 whose actor died is replayed on a fresh actor, and every episode index is accepted exactly once. Episode i
-is always instance i of its split with seed `pipeline.collect.episode_seed(seed, i)` and its own sampling generator, so the
-same policy on the same seeds gives identical records. The split is the held-out one ("eval"), or
+is always instance i mod n of its split (n instances, each played `EvalConfig.repeats` times) with seed
+`pipeline.collect.episode_seed(seed, i)` and its own sampling generator, so the same policy on the same seeds gives
+identical records. The split is the held-out one ("eval"), or
 "validation": the first `num_validation_episodes` instances of the training split, on which settings are
 chosen (pipeline.select).
 """
@@ -34,14 +35,31 @@ SPLITS = {"eval": "eval", "validation": "train"}  # evaluation split -> the env'
 BEHAVIOUR = "behaviour"  # as a spec: the data's scripted behaviour policy (the env's own rate, in the same actors)
 
 
-def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int, split: str = "eval"
-               ) -> list[dict[str, Any]]:
-    """Play episodes `indices` of `split` side by side; one batched policy call per turn, each game's context
-    prefilled only as far as its `PrefixCache` lacks it."""
+def split_size(task: envs.Task, cfg: EvalConfig, split: str, num_episodes: int | None = None) -> tuple[int, int]:
+    """(n, episodes): the split's first n instances are played, each `cfg.repeats` times. n is `num_episodes`
+    (default `cfg.num_episodes`, at most the task's held-out instances) or `cfg.num_validation_episodes`."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    n = num_episodes or (cfg.num_episodes if split == "eval" else cfg.num_validation_episodes)
+    n = min(n, task.num_eval_instances) if split == "eval" else n
+    return n, n * cfg.repeats
+
+
+def reset_options(split: str, index: int, instances: int | None) -> dict[str, Any]:
+    """Episode `index` of `split` plays instance index mod `instances` (None: instance `index`)."""
+    return {"split": SPLITS[split], "index": index % instances if instances else index}
+
+
+def play_chunk(task: envs.Task, policy: LMPolicy, indices: list[int], seed: int, split: str = "eval",
+               instances: int | None = None) -> list[dict[str, Any]]:
+    """Play episodes `indices` of `split` side by side (on instances index mod `instances`, default: one
+    episode per instance); one batched policy call per turn, each game's context prefilled only as far as its
+    `PrefixCache` lacks it."""
     games = []
     for index in indices:
         env = gymnasium.make(task.env_id, **task.env_kwargs)
-        observation, info = env.reset(seed=episode_seed(seed, index), options={"split": SPLITS[split], "index": index})
+        observation, info = env.reset(seed=episode_seed(seed, index),
+                                      options=reset_options(split, index, instances))
         generator = torch_generator(episode_seed(seed, index))
         games.append({"env": env, "index": index, "info": info, "segments": [policy.segment(observation)], "cache": PrefixCache(),
                       "transcript": [{"observation": observation_parts(observation)[0]}], "rewards": [], "done": False,
@@ -99,19 +117,22 @@ def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], g
 def behaviour_records(task_name: str, cfg: EvalConfig, split: str = "eval") -> list[dict[str, Any]]:
     """The data's behaviour policy played on the same instances and seeds as `evaluate` (in this process)."""
     task = envs.get_task(task_name)
-    n = min(cfg.num_episodes, task.num_eval_instances) if split == "eval" else cfg.num_validation_episodes
-    return behaviour_chunk(task, list(range(n)), cfg.seed, split)
+    instances, episodes = split_size(task, cfg, split)
+    return behaviour_chunk(task, list(range(episodes)), cfg.seed, split, instances)
 
 
-def behaviour_chunk(task: envs.Task, indices: list[int], seed: int, split: str = "eval") -> list[dict[str, Any]]:
-    """Records (without transcripts) of the behaviour policy's episodes `indices` of `split`, one after another."""
+def behaviour_chunk(task: envs.Task, indices: list[int], seed: int, split: str = "eval",
+                    instances: int | None = None) -> list[dict[str, Any]]:
+    """Records (without transcripts) of the behaviour policy's episodes `indices` of `split`, one after another
+    (instances as in `play_chunk`)."""
     from envs.base import play
 
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     policy = task.make_behaviour(**task.default_behaviour_params)
     records = []
     for index in indices:
-        rewards, terminated = play(env, policy, episode_seed(seed, index), {"split": SPLITS[split], "index": index})
+        rewards, terminated = play(env, policy, episode_seed(seed, index),
+                                   reset_options(split, index, instances))
         raw = float(sum(rewards))
         records.append({"task": task.name, "policy": BEHAVIOUR, "split": split, "episode": index, "raw_return": raw,
                         "unit_return": float(sum(task.unit_rewards(rewards, terminated))),
@@ -138,16 +159,17 @@ class EvalWorker:
         self.task = envs.get_task(task_name)
         self.policies: dict[PolicySpec, LMPolicy] = {}
 
-    def play(self, spec: PolicySpec | str, indices: list[int], seed: int, split: str) -> list[dict[str, Any]]:
+    def play(self, spec: PolicySpec | str, indices: list[int], seed: int, split: str, instances: int
+             ) -> list[dict[str, Any]]:
         marker = os.environ.get(CRASH_ONCE_ENV)
         if marker and not os.path.exists(marker):
             open(marker, "w").close()
             os._exit(1)
         if spec == BEHAVIOUR:
-            return behaviour_chunk(self.task, indices, seed, split)
+            return behaviour_chunk(self.task, indices, seed, split, instances)
         if spec not in self.policies:
             self.policies = {spec: LMPolicy(spec, self.task)}  # one policy at a time: memory stays flat
-        return play_chunk(self.task, self.policies[spec], indices, seed, split)
+        return play_chunk(self.task, self.policies[spec], indices, seed, split, instances)
 
 
 class EvalPool:
@@ -168,16 +190,12 @@ class EvalPool:
 
     def evaluate(self, spec: PolicySpec | str, seed: int, split: str = "eval", progress: bool = True,
                  num_episodes: int | None = None) -> list[dict[str, Any]]:
-        """Records of the split's first episodes (default: `num_episodes` held-out or
-        `num_validation_episodes` validation ones), sorted by episode index; `spec` BEHAVIOUR plays the
+        """Records of the split's episodes (`split_size`), sorted by episode index; `spec` BEHAVIOUR plays the
         behaviour policy instead (`behaviour_chunk`)."""
         from tqdm.auto import tqdm
 
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-        cfg, task = self.cfg, envs.get_task(self.task_name)
-        n = num_episodes or (cfg.num_episodes if split == "eval" else cfg.num_validation_episodes)
-        n = min(n, task.num_eval_instances) if split == "eval" else n
+        cfg = self.cfg
+        instances, n = split_size(envs.get_task(self.task_name), cfg, split, num_episodes)
         chunks = [list(range(i, min(n, i + cfg.envs_per_actor))) for i in range(0, n, cfg.envs_per_actor)]
         while len(self.workers) < min(cfg.num_actors, len(chunks)):
             self._new_worker()
@@ -191,7 +209,7 @@ class EvalPool:
             while todo or running:
                 while todo and idle:
                     chunk, worker = todo.pop(0), idle.pop(0)
-                    running[worker.play.remote(spec, chunks[chunk], seed, split)] = (chunk, worker)
+                    running[worker.play.remote(spec, chunks[chunk], seed, split, instances)] = (chunk, worker)
                 done, _ = ray.wait(list(running), num_returns=1)
                 chunk, worker = running.pop(done[0])
                 try:

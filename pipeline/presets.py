@@ -87,6 +87,9 @@ _TASK["wordle"] = {
 # pi_beta ~ 1, so the ratio and paper forms coincide (one is tried), and the values of two moves differ by a few
 # hundredths, hence betas up to 1024 (at temperature 1, beta 1024 is nearly greedy in Q).
 _MAZE_QSFT = {"gamma": 0.9, "support_eps": 0.1, "tau": 0.05}
+# The next-state value read at each move's last token (pipeline.candidates), where BC's pi_beta is ~1 and the
+# ratio is precise; it needs pi_beta on every candidate, so a pi_beta forward every step.
+_ACTION_BACKUP = {"backup": "action", "behaviour_support": "online"}
 _MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps": 0.1, "temperatures": (0.0, 1.0),
               "betas": (16.0, 64.0, 256.0, 1024.0), "ratio_forms": (True,)}
 _TASK["maze"] = {
@@ -103,13 +106,15 @@ _TASK["maze"] = {
 # <= 16 moves (under 100 tokens), so a short context. gamma = 0.7 and tau = 0.1 were chosen by the maze Q probe on
 # training-split states and by validation scores (benchmarks/LEARNING.md, small maze): with gamma 0.9 the wall
 # penalty (10%) drowns in BC's misfit and the noisy max inflates the targets; 0.7 leaves the ratio calibrated.
+# The split has 40 held-out (start, goal) pairs, so each is played 5 times (its own seed; policies sample at the
+# chosen temperature): 200 episodes, and 200 validation episodes on the 40 training pairs.
 _TASK["maze_small"] = {
     "tiny": {"collect": {"episodes": 1000},
              "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 128, "batch_size": 32,
                        "log_every": 50},
              "bc": {"epochs": 20, "max_steps": 400},
-             "qsft": {**_MAZE_QSFT, "gamma": 0.7, "tau": 0.1, "epochs": 20, "max_steps": 400},
-             "eval": {**_MAZE_EVAL, "num_episodes": 40, "num_validation_episodes": 40}},
+             "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP, "gamma": 0.7, "tau": 0.1, "epochs": 20, "max_steps": 400},
+             "eval": {**_MAZE_EVAL, "num_episodes": 40, "num_validation_episodes": 40, "repeats": 5}},
 }
 
 PRESET_NAMES = tuple(_COMMON)

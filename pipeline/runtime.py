@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 
 import ray
@@ -56,3 +57,17 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
     else:
         ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env, include_dashboard=True, **quiet,
                  **kwargs)
+
+
+def wait_for_free_cpus(timeout_s: float = 60.0) -> None:
+    """Wait until the cluster has a free CPU for a Ray Data job the driver is about to run.
+
+    A finished Ray Train run or actor pool returns its CPUs asynchronously, a moment after `fit()` returns; a
+    Dataset executed in that moment waits for them, and Ray warns that it "will hang". Past the timeout (a
+    cluster genuinely busy elsewhere) the job runs and queues as Ray would.
+    """
+    if not ray.is_initialized():
+        return
+    deadline = time.monotonic() + timeout_s
+    while not ray.available_resources().get("CPU") and time.monotonic() < deadline:
+        time.sleep(0.1)

@@ -49,7 +49,7 @@ def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalCon
         scores = [score("qsft", temperature=temperature, beta=b, ratio_form=r) for b, r in grid]
         beta, ratio_form = grid[scores.index(max(scores))]
     return {"temperature": temperature, "beta": beta, "ratio_form": ratio_form,
-            "validation_episodes": cfg.num_validation_episodes, "validation": trials}
+            **validation_size(cfg), "validation": trials}
 
 
 def select_policy(pool, candidates: dict[str, PolicySpec], cfg: EvalConfig, progress: bool = True
@@ -60,15 +60,19 @@ def select_policy(pool, candidates: dict[str, PolicySpec], cfg: EvalConfig, prog
 
     names = list(candidates)
     if len(names) == 1:
-        return {"chosen": names[0], "validation_episodes": cfg.num_validation_episodes, "validation": []}
+        return {"chosen": names[0], **validation_size(cfg), "validation": []}
     trials = []
     for name in names:
         summary = summarize(pool.evaluate(candidates[name], cfg.seed, "validation", progress))
         trials.append({"candidate": name, **{k: summary[k] for k in (
             "episodes", "score", "score_ci", "raw_return", "success_rate")}})
     scores = [t["score"] for t in trials]
-    return {"chosen": names[scores.index(max(scores))], "validation_episodes": cfg.num_validation_episodes,
+    return {"chosen": names[scores.index(max(scores))], **validation_size(cfg),
             "validation": trials}
+
+
+def validation_size(cfg: EvalConfig) -> dict[str, int]:
+    return {"validation_episodes": cfg.num_validation_episodes, "validation_repeats": cfg.repeats}
 
 
 def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
@@ -80,6 +84,8 @@ def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
 def describe(selection: dict[str, Any]) -> str:
     """One line: what was chosen, and on how many validation episodes."""
     form = "ratio form" if selection["ratio_form"] else "paper form"
+    repeats = selection.get("validation_repeats", 1)
     return (f"temperature {selection['temperature']:g}, beta {selection['beta']:g}, {form} "
-            f"(chosen on {selection['validation_episodes']} validation instances of the training split, "
+            f"(chosen on {selection['validation_episodes']} validation instances of the training split"
+            f"{f', {repeats} plays each' if repeats > 1 else ''}, "
             f"{len(selection['validation'])} settings tried)")

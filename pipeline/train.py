@@ -384,8 +384,10 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
     """Tokenize a dataset for a stage (Ray Data): the stages that start from BC use the BC checkpoint's
     tokenizer, BC and filtered BC train one (on all the data's text, so both get the same)."""
     from pipeline.data import read_episodes
+    from pipeline.runtime import wait_for_free_cpus
     from pipeline.tokenize import tokenize_dataset
 
+    wait_for_free_cpus()
     tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, data_dir, out, task_name)
     tokenized = tokenize_dataset(read_episodes(data_dir), tokenizer_dir, task_name, cfg.model.max_length)
     tokenized = tokenized.materialize()
