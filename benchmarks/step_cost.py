@@ -79,7 +79,7 @@ def main():
 
     target = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
     behaviour = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
-    ids, logp = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps))
+    ids, logp, *_ = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps))
     supported = {**batch, "behaviour_ids": ids, "behaviour_logp": logp}  # what pipeline.support stores
     variants = {"bc": ("bc", batch), "qsft (pi_beta online)": ("qsft", batch),
                 "qsft (pi_beta precomputed)": ("qsft", supported)}

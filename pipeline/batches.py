@@ -46,6 +46,9 @@ def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
         k = int(batch["support_k"][0])
         support = {"behaviour_ids": torch.as_tensor(np.concatenate(list(batch["behaviour_ids"]))).long().view(-1, k),
                    "behaviour_logp": torch.as_tensor(np.concatenate(list(batch["behaviour_logp"]))).view(-1, k)}
+    if "behaviour_candidates" in batch:  # per bootstrapped turn end and candidate: pi_beta's last-token, action log-p
+        support["behaviour_candidates"] = torch.as_tensor(np.concatenate(list(batch["behaviour_candidates"]))).view(
+            -1, int(batch["support_candidates"][0]), 2)
     return {**support, **observations,
         "input_ids": input_ids,
         "attention_mask": (torch.arange(width)[None, :] < length[:, None]).long(),

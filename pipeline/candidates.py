@@ -13,7 +13,8 @@ exact arithmetic; read where the model is precise.
 
 `append_candidates` builds the batch for it: each row's sequence, then, for each of its next states, every
 candidate's tokens a'_<L as a branch that attends to the prefix up to that state and to itself only (a 4-D
-additive mask and explicit position ids), so one forward per model scores them all.
+additive mask and explicit position ids), so one forward per model scores them all (`candidate_log_probs`).
+pi_beta's part is fixed, so it can be computed once over the data (`pipeline.support`) instead of every step.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+
+
+def bootstrapped_turn_ends(turn_end: torch.Tensor, tr) -> torch.Tensor:
+    """(N,) bool over `Transitions`: the agent tokens that end a turn and bootstrap from a next state (the
+    states whose value the action-level backup reads)."""
+    return turn_end[tr.row, tr.state_pos + 1].bool() & (tr.discount > 0)
 
 
 class Branches(NamedTuple):
@@ -100,3 +107,17 @@ def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torc
 
     return Branches(ids, mask[:, None], position_ids, tensor(read_rows), tensor(read_pos), tensor(tokens),
                     tensor(owner), tensor(last))
+
+
+def candidate_log_probs(model: torch.nn.Module, branches: Branches, rows: torch.Tensor, states: torch.Tensor,
+                        num_candidates: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward over `branches`: (log p(.|s) at each of the rows' positions (`rows`, `states`): (N, V);
+    log p(a'_L | s', a'_<L) of each candidate's last token: (M, K); log p(a'|s') = sum_t log p(a'_t | s', a'_<t):
+    (M, K)), for the M next states and K candidates the branches were built for."""
+    n = len(rows)
+    log_p = model(branches.input_ids, branches.attention_mask, torch.cat([rows, branches.rows]),
+                  torch.cat([states, branches.positions]), position_ids=branches.position_ids).float().log_softmax(-1)
+    token = log_p[n:].gather(-1, branches.tokens[:, None])[:, 0]
+    shape = (len(branches.last) // num_candidates, num_candidates)
+    action = torch.zeros(len(branches.last), device=token.device).index_add_(0, branches.owner, token).view(shape)
+    return log_p[:n], token[branches.last].view(shape), action

@@ -88,8 +88,8 @@ _TASK["wordle"] = {
 # hundredths, hence betas up to 1024 (at temperature 1, beta 1024 is nearly greedy in Q).
 _MAZE_QSFT = {"gamma": 0.9, "support_eps": 0.1, "tau": 0.05}
 # The next-state value read at each move's last token (pipeline.candidates), where BC's pi_beta is ~1 and the
-# ratio is precise; it needs pi_beta on every candidate, so a pi_beta forward every step.
-_ACTION_BACKUP = {"backup": "action", "behaviour_support": "online"}
+# ratio is precise (benchmarks/LEARNING.md, action-level backup).
+_ACTION_BACKUP = {"backup": "action"}
 _MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps": 0.1, "temperatures": (0.0, 1.0),
               "betas": (16.0, 64.0, 256.0, 1024.0), "ratio_forms": (True,)}
 _TASK["maze"] = {

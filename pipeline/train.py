@@ -31,7 +31,7 @@ import torch
 
 from pipeline import losses
 from pipeline.batches import PadBatch, observation_inputs
-from pipeline.candidates import append_candidates
+from pipeline.candidates import append_candidates, bootstrapped_turn_ends, candidate_log_probs
 from pipeline.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
 from pipeline.models import (
     STAGE_FILE,
@@ -102,35 +102,29 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
 
 @torch.no_grad()
 def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions,
-                           target: torch.nn.Module, behaviour: torch.nn.Module, candidates: list[list[int]]
+                           target: torch.nn.Module, behaviour: torch.nn.Module | None, candidates: list[list[int]]
                            ) -> losses.BellmanTargets:
     """Q-SFT's targets with the action-level next-state value (pipeline.candidates) at every turn's last token
     that bootstraps; the tokens inside an utterance keep the token-level targets. One forward per model reads
-    both: the batch's rows with every candidate branched after each of those next states."""
-    boot = batch["turn_end"][tr.row, tr.state_pos + 1].bool() & (tr.discount > 0)
+    both: the batch's rows with every candidate branched after each of those next states. pi_beta's part comes
+    from the batch where the support pass stored it (`behaviour_candidates`), else from a forward."""
+    boot = bootstrapped_turn_ends(batch["turn_end"], tr)
     branches = append_candidates(batch["input_ids"], batch["lengths"], tr.row[boot], tr.next_state_pos[boot],
                                  candidates, torch.bfloat16 if cfg.bf16 else torch.float32)
-    n, shape = tr.action.numel(), (int(boot.sum()), len(candidates))
-
-    def read(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """log p(.|s'_i) at every transition's next state, and log p(a'_t | s', a'_<t) of every branch token."""
-        log_p = model(branches.input_ids, branches.attention_mask, torch.cat([tr.row, branches.rows]),
-                      torch.cat([tr.next_state_pos, branches.positions]),
-                      position_ids=branches.position_ids).float().log_softmax(-1)
-        return log_p[:n], log_p[n:].gather(-1, branches.tokens[:, None])[:, 0]
-
-    next_target, branch_target = read(target)
-    next_behaviour, branch_behaviour = read(behaviour)
+    next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos, len(candidates))
+    if "behaviour_candidates" in batch:
+        next_target, next_behaviour = next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
+        behaviour_last, behaviour_action = batch["behaviour_candidates"].unbind(-1)
+    else:
+        next_behaviour, behaviour_last, behaviour_action = candidate_log_probs(
+            behaviour, branches, tr.row, tr.next_state_pos, len(candidates))
     y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
-    action_logp = torch.zeros(shape[0] * shape[1], device=branch_behaviour.device).index_add_(
-        0, branches.owner, branch_behaviour).view(shape)
-    value = losses.action_values(branch_target[branches.last].view(shape), branch_behaviour[branches.last].view(shape),
-                                 action_logp, cfg.support_eps)
+    value = losses.action_values(target_last, behaviour_last, behaviour_action, cfg.support_eps)
     unclipped = y.target.clone()
     unclipped[boot] = tr.reward[boot] + tr.discount[boot] * value
     target_values = unclipped.clamp(0.0, 1.0)
     support = y.support_size.clone()
-    support[boot] = shape[1]
+    support[boot] = len(candidates)
     clipped = y.clipped.clone()
     clipped[boot] = unclipped[boot] != target_values[boot]
     return losses.BellmanTargets(target_values, support, clipped)
@@ -323,10 +317,18 @@ def check_backup(cfg: TrainConfig, task_name: str) -> tuple[str, ...]:
     if cfg.stage != "qsft" or not action_set:
         raise ConfigError(f"config field 'backup' = 'action' needs the qsft stage and a task with a fixed action "
                           f"set (Task.action_set); got stage {cfg.stage!r} on {task_name!r}")
-    if cfg.behaviour_support != "online":
-        raise ConfigError("config field 'backup' = 'action' reads pi_beta on every candidate: set "
-                          "behaviour_support = 'online'")
     return action_set
+
+
+def action_candidates(cfg: TrainConfig, tokenizer_dir: str, task_name: str) -> list[list[int]]:
+    """The task's action set as token ids of `tokenizer_dir` for the action-level backup (else empty)."""
+    action_set = check_backup(cfg, task_name)
+    if not action_set:
+        return []
+    import envs
+
+    codec = make_codec(load_tokenizer(tokenizer_dir), envs.get_task(task_name))
+    return [codec.action_ids(action) for action in action_set]
 
 
 def check_bc_checkpoint(path: str, task_name: str) -> None:
@@ -373,6 +375,7 @@ class TrainingData:
     tokenizer_dir: str
     info: dict[str, int]
     selection: dict[str, Any] = field(default_factory=dict)
+    candidates: list[list[int]] = field(default_factory=list)  # the action-level backup's action set, as token ids
 
     @property
     def episodes_used(self) -> int:
@@ -397,15 +400,16 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
         kept, selection = top_episodes(usable, episode_table(data_dir), cfg.filter_top_fraction)
     elif cfg.stage == "spo":
         kept, selection = with_initial_values(usable, episode_table(data_dir), cfg)
+    candidates = action_candidates(cfg, tokenizer_dir, task_name)
     if cfg.stage == "qsft" and cfg.behaviour_support == "precomputed":
         from pipeline.support import add_behaviour_support
 
-        kept = add_behaviour_support(kept, bc_checkpoint, cfg)
+        kept = add_behaviour_support(kept, bc_checkpoint, cfg, candidates)
     kept = kept.materialize()
     episodes = tokenized.count()
     info = {"episodes": episodes, "episodes_used": kept.count(), "episodes_dropped": episodes - usable.count(),
             "turns_dropped": int(tokenized.sum("dropped_turns") or 0)}
-    return TrainingData(kept, tokenizer_dir, info, selection)
+    return TrainingData(kept, tokenizer_dir, info, selection, candidates)
 
 
 def episode_table(data_dir: str) -> dict[int, tuple[float, str]]:
@@ -489,7 +493,7 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
             raise ConfigError(f"config field 'support_eps' ({cfg.support_eps}) must exceed the label-smoothing "
                               f"floor 1/(V-1) = {floor:.4f} of the {bc_checkpoint} model (V = {vocab} logits), "
                               f"else the Bellman targets saturate at 1; use e.g. {min(0.5, 3 * floor):.2f}")
-    action_set = check_backup(cfg, task_name)
+    check_backup(cfg, task_name)
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
     data = data or prepare_data(cfg, data_dir, out, task_name, bc_checkpoint)
@@ -500,10 +504,6 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     stage_info = {"task": task_name, "bc_checkpoint": bc_checkpoint, **data.info}
     tokenizer_dir = data.tokenizer_dir
-    import envs
-
-    codec = make_codec(load_tokenizer(tokenizer_dir), envs.get_task(task_name))
-    candidates = [codec.action_ids(action) for action in action_set]
 
     run = tracking.start_stage_run(out, run_name or f"{task_name}-{cfg.stage}",
                                    tracking.tracking_uri_for(os.path.dirname(out), tracking_uri),
@@ -512,7 +512,7 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "tokenizer_dir": tokenizer_dir, "bc_checkpoint": bc_checkpoint,
-                           "total_steps": total, "data": data_dir, "progress": progress, "candidates": candidates,
+                           "total_steps": total, "data": data_dir, "progress": progress, "candidates": data.candidates,
                            "stage_info": {**stage_info, **({"selection": data.selection} if data.selection else {})},
                            "observation_space": pixel_observation_space(task_name),
                            "mlflow": {"tracking_uri": run.tracking_uri, "run_id": run.run_id}},

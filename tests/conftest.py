@@ -123,6 +123,24 @@ def scratch_checkpoints(tmp_path_factory, cfg, texts: list[str], prefix: str) ->
     return paths
 
 
+def fit_behaviour(model, padded: dict, steps: int = 20):
+    """A few BC steps of `model` on a padded batch: a pi_beta whose probabilities depend on the state and
+    exceed the support thresholds (a random one puts ~1/V on every token). Returns the model, in eval mode."""
+    import torch
+
+    from pipeline.config import TrainConfig
+    from pipeline.models import TokenLogits
+    from pipeline.train import step_loss
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss, _ = step_loss(TrainConfig(stage="bc"), padded, TokenLogits(model), None, None)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
 def assert_job_succeeded(run: SubmittedRun, out: Path, episodes: int) -> None:
     """A submitted pipeline job exited 0, Ray reports it SUCCEEDED, and every stage left its artefact."""
     import json

@@ -1,19 +1,24 @@
 """Q-SFT's action-level backup (pipeline.candidates): the branched forward scores every candidate exactly as a
 forward over the state's prefix plus the candidate does (GPT-2 and Llama shapes); `action_values` on
-hand-computed values; and the training step's targets at turn ends are r + gamma * max over the supported
-candidates of the last-token ratio, computed here from explicit forwards."""
+hand-computed values; the training step's targets at turn ends are r + gamma * max over the supported
+candidates of the last-token ratio, computed here from explicit forwards; and pi_beta's part precomputed by the
+support pass gives the same step."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
 import torch
+from conftest import fit_behaviour
 
 from pipeline import losses
 from pipeline.batches import pad_rows
 from pipeline.candidates import append_candidates
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.models import TokenLogits, build_tokenizer, load_initial_model
+from pipeline.losses import support_size_bound
+from pipeline.models import TokenLogits, build_tokenizer, load_initial_model, save_checkpoint
+from pipeline.support import BehaviourSupport
 from pipeline.tokenize import TurnCodec, encode_episode
 from pipeline.train import check_backup, step_loss
 
@@ -22,15 +27,21 @@ TEXTS = ["goal 1 1 start 3 3\n", "2 3\n", "wall 2 3\n", "goal\n", *MOVES] * 30
 OBSERVATIONS = ["goal 1 1 start 3 3\n", "2 3\n", "wall 2 3\n", "1 3\n", "goal\n"]
 
 
-def episode_batch(architecture: str):
-    """Two maze-shaped episodes (one terminated, one truncated) right-padded, with their model and codec."""
+def episode_rows(architecture: str):
+    """Two maze-shaped episodes (one terminated, one truncated) as a numpy batch (as Ray Data hands it over),
+    with their model config, tokenizer and codec."""
     cfg = ModelConfig(architecture=architecture, n_layer=2, n_embd=32, n_head=2, max_length=96, vocab_size=280)
     tokenizer = build_tokenizer(cfg, TEXTS)
     codec = TurnCodec(tokenizer)
     rows = [encode_episode(codec, OBSERVATIONS, ["up", "left", "up", "left"], [0, 0, 0, 1], True, 96),
             encode_episode(codec, OBSERVATIONS[:3], ["down", "right"], [0, 0], False, 96)]
-    batch = pad_rows({k: [r[k] for r in rows] for k in rows[0]}, tokenizer.pad_token_id)
-    return cfg, tokenizer, codec, batch
+    return cfg, tokenizer, codec, {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def episode_batch(architecture: str):
+    """`episode_rows`, right-padded."""
+    cfg, tokenizer, codec, rows = episode_rows(architecture)
+    return cfg, tokenizer, codec, pad_rows(rows, tokenizer.pad_token_id)
 
 
 def explicit_log_probs(model, prefix: list[int], candidate: list[int]) -> list[float]:
@@ -126,13 +137,35 @@ def test_training_targets_use_the_action_level_value_at_turn_ends():
     assert checked == 5  # three bootstrapped turn ends in the first episode (its last is terminal), two in the second
 
 
-def test_action_backup_needs_a_fixed_action_set_and_online_behaviour():
+def test_precomputed_behaviour_gives_the_same_action_backup_step(tmp_path):
+    cfg, tokenizer, codec, rows = episode_rows("llama")
+    behaviour_model = fit_behaviour(load_initial_model(cfg, tokenizer, seed=2), pad_rows(rows, tokenizer.pad_token_id))
+    save_checkpoint(str(tmp_path), behaviour_model, tokenizer, {"stage": "bc"})
+    candidates = [codec.action_ids(m) for m in MOVES]
+    train = TrainConfig(stage="qsft", model=cfg, gamma=0.9, support_eps=0.2, backup="action")
+    supported = BehaviourSupport(str(tmp_path), k=support_size_bound(train.support_eps), candidates=candidates)(rows)
+    precomputed = pad_rows(supported, tokenizer.pad_token_id)
+    online = pad_rows({k: v for k, v in supported.items() if not k.startswith(("behaviour", "support"))},
+                      tokenizer.pad_token_id)
+    assert precomputed["behaviour_candidates"].shape == (5, 4, 2)  # the five bootstrapped turn ends, 4 moves
+    target_model = copy.deepcopy(behaviour_model)
+    with torch.no_grad():  # a target whose ratios to pi_beta differ from state to state
+        for p in target_model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    policy, target = TokenLogits(load_initial_model(cfg, tokenizer, seed=1)), TokenLogits(target_model)
+    loss_online, stats_online = step_loss(dataclasses.replace(train, behaviour_support="online"), online, policy,
+                                          target, TokenLogits(behaviour_model), candidates)
+    loss_pre, stats_pre = step_loss(train, precomputed, policy, target, None, candidates)
+    assert loss_pre.item() == pytest.approx(loss_online.item(), rel=1e-5)
+    assert stats_pre["target_mean"] == pytest.approx(stats_online["target_mean"], rel=1e-5)
+
+
+def test_action_backup_needs_the_qsft_stage_and_a_fixed_action_set():
     from pipeline.config import ConfigError
 
     assert check_backup(TrainConfig(stage="qsft"), "wordle") == ()
-    assert check_backup(TrainConfig(stage="qsft", backup="action", behaviour_support="online"),
-                        "maze_small") == tuple(MOVES)
+    assert check_backup(TrainConfig(stage="qsft", backup="action"), "maze_small") == tuple(MOVES)
     with pytest.raises(ConfigError, match="backup"):
-        check_backup(TrainConfig(stage="qsft", backup="action", behaviour_support="online"), "wordle")
-    with pytest.raises(ConfigError, match="behaviour_support"):
-        check_backup(TrainConfig(stage="qsft", backup="action"), "maze_small")
+        check_backup(TrainConfig(stage="qsft", backup="action"), "wordle")
+    with pytest.raises(ConfigError, match="backup"):
+        check_backup(TrainConfig(stage="bc", backup="action"), "maze_small")

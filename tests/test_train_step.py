@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import fit_behaviour
 
 from pipeline.batches import pad_rows
 from pipeline.config import ModelConfig, TrainConfig
@@ -23,14 +24,7 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
                            ["crane", "slate"], [0.0, 0.8], terminated=t, max_length=64) for t in (True, False)]
     batch = {k: [r[k] for r in rows] for k in rows[0]}  # a numpy batch as Ray Data hands it over
     # pi_beta fit to the rows (a random one puts ~1/V < eps on every token: both supports would be empty)
-    behaviour_model = load_initial_model(mcfg, tokenizer, seed=1)
-    optimizer = torch.optim.Adam(behaviour_model.parameters(), lr=1e-2)
-    for _ in range(20):
-        loss, _ = step_loss(TrainConfig(stage="bc", model=mcfg), pad_rows(batch, tokenizer.pad_token_id),
-                            TokenLogits(behaviour_model), None, None)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    behaviour_model = fit_behaviour(load_initial_model(mcfg, tokenizer, seed=1), pad_rows(batch, tokenizer.pad_token_id))
     save_checkpoint(str(tmp_path), behaviour_model, tokenizer, {"stage": "bc"})
     batch = BehaviourSupport(str(tmp_path), k=100)(batch)
     online, precomputed = pad_rows({k: v for k, v in batch.items() if not k.startswith(("behaviour", "support"))},
@@ -42,7 +36,7 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
     assert precomputed["behaviour_ids"].shape[-1] == 100 < behaviour_model.get_output_embeddings().out_features
     model = load_initial_model(mcfg, tokenizer, seed=2)
     policy, target = TokenLogits(model), TokenLogits(copy.deepcopy(model))
-    behaviour = TokenLogits(behaviour_model.eval())
+    behaviour = TokenLogits(behaviour_model)
     torch.manual_seed(0)
     loss_online, stats_online = step_loss(cfg, online, policy, target, behaviour)
     loss_pre, stats_pre = step_loss(cfg, precomputed, policy, target, None)
