@@ -112,8 +112,8 @@ _TASK["maze_small"] = {
     "tiny": {"collect": {"episodes": 1000},
              "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 128, "batch_size": 32,
                        "log_every": 50},
-             "bc": {"epochs": 20, "max_steps": 400},
-             "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP, "gamma": 0.7, "tau": 0.1, "epochs": 20, "max_steps": 400},
+             "bc": {"epochs": 20, "max_steps": 300},
+             "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP, "gamma": 0.7, "tau": 0.1, "epochs": 20, "max_steps": 300},
              "eval": {**_MAZE_EVAL, "num_episodes": 40, "num_validation_episodes": 40, "repeats": 5}},
 }
 

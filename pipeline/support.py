@@ -75,9 +75,22 @@ class BehaviourSupport:
         return batch
 
 
+_LOADED: dict[tuple, BehaviourSupport] = {}  # per Ray worker process: the model is loaded once, not per batch
+
+
+def support_batch(batch: dict[str, Any], checkpoint: str, k: int, candidates: list[list[int]]) -> dict[str, Any]:
+    """`BehaviourSupport` as a Ray Data task function. (A callable class would run on Ray Data actors, which
+    log a core_worker.cc error about their constructor arguments, ray-project/ray#57733.)"""
+    key = (checkpoint, k, tuple(map(tuple, candidates)))
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = BehaviourSupport(checkpoint, k, candidates)
+    return _LOADED[key](batch)
+
+
 def add_behaviour_support(rows, bc_checkpoint: str, cfg: TrainConfig, candidates: list[list[int]] = ()):
     """Map training rows (a Ray Dataset) through the BC model once."""
-    return rows.map_batches(BehaviourSupport, fn_constructor_kwargs={"checkpoint": bc_checkpoint,
-                                                                     "k": support_size_bound(cfg.support_eps),
-                                                                     "candidates": list(candidates)},
-                            batch_format="numpy", batch_size=32, concurrency=1, num_cpus=1)
+    return rows.map_batches(support_batch, fn_kwargs={"checkpoint": bc_checkpoint,
+                                                      "k": support_size_bound(cfg.support_eps),
+                                                      "candidates": list(candidates)},
+                            batch_format="numpy", batch_size=32, num_cpus=1)
