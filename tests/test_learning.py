@@ -40,7 +40,7 @@ def test_qsft_learns_values_and_beats_bc_on_the_small_maze(tmp_path, ray_local):
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     walks = np.mean([task.success(*play(env, RandomWalk(), i, {"split": "eval", "index": i}))
                      for i in range(task.num_eval_instances)])
-    bc, qsft = summaries["bc"], summaries["qsft"]
+    bc, qsft = summaries.values()  # keyed by policy name: "bc", then "qsft(beta=..., ...)"
     assert bc["episodes"] == qsft["episodes"] == 200 and bc["success_ci_low"] > walks + 0.1, (bc, walks)
     assert qsft["score"] > bc["score"] + 10, (bc, qsft)
     stage = read_stage_info(str(tmp_path / "qsft" / "checkpoint"))
