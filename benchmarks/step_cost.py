@@ -79,8 +79,8 @@ def main():
 
     target = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
     behaviour = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
-    ids, logp, *_ = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps))
-    supported = {**batch, "behaviour_ids": ids, "behaviour_logp": logp}  # what pipeline.support stores
+    support = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps))
+    supported = {**batch, "behaviour_ids": support.ids, "behaviour_logp": support.log_probs}  # as pipeline.support stores
     variants = {"bc": ("bc", batch), "qsft (pi_beta online)": ("qsft", batch),
                 "qsft (pi_beta precomputed)": ("qsft", supported)}
     steps, times = {}, {name: [] for name in variants}

@@ -11,6 +11,7 @@ next state, every candidate's log pi_beta(a'_L | s', a'_<L) and log pi_beta(a'|s
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,7 +27,8 @@ class Support(NamedTuple):
     ids: torch.Tensor                           # (N, k) pi_beta's top-k at every agent token's next state ...
     log_probs: torch.Tensor                     # (N, k) ... in transition order
     candidates: torch.Tensor | None = None      # (M, K, 2) each candidate's last-token and action log-probs at
-    candidate_rows: torch.Tensor | None = None  # (M,) the bootstrapped turn ends' next states, and their rows
+    #                                             the M bootstrapped turn ends' next states (transition order)
+    candidate_rows: torch.Tensor | None = None  # (M,) the batch row of each of those states
 
 
 @torch.no_grad()
@@ -75,17 +77,15 @@ class BehaviourSupport:
         return batch
 
 
-_LOADED: dict[tuple, BehaviourSupport] = {}  # per Ray worker process: the model is loaded once, not per batch
+@functools.lru_cache(maxsize=1)  # per Ray worker process: the model is loaded once, not per batch
+def _loaded(checkpoint: str, k: int, candidates: tuple[tuple[int, ...], ...]) -> BehaviourSupport:
+    return BehaviourSupport(checkpoint, k, candidates)
 
 
 def support_batch(batch: dict[str, Any], checkpoint: str, k: int, candidates: list[list[int]]) -> dict[str, Any]:
     """`BehaviourSupport` as a Ray Data task function. (A callable class would run on Ray Data actors, which
     log a core_worker.cc error about their constructor arguments, ray-project/ray#57733.)"""
-    key = (checkpoint, k, tuple(map(tuple, candidates)))
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = BehaviourSupport(checkpoint, k, candidates)
-    return _LOADED[key](batch)
+    return _loaded(checkpoint, k, tuple(map(tuple, candidates)))(batch)
 
 
 def add_behaviour_support(rows, bc_checkpoint: str, cfg: TrainConfig, candidates: list[list[int]] = ()):

@@ -85,10 +85,8 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
     else:
         with torch.no_grad():
             next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
-            if "behaviour_logp" in batch:  # precomputed top-k of pi_beta (pipeline.support)
-                next_target, next_behaviour = next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
-            else:
-                next_behaviour = behaviour(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
+            next_target, next_behaviour = _with_behaviour(batch, next_target, lambda: behaviour(
+                ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1))
         y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
     token_losses = losses.qsft_token_losses(logits, tr.action, y.target)
     return token_losses.mean(), {
@@ -98,6 +96,15 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
         "support_size": y.support_size.float().mean().item(),
         "p_action_mean": logits.float().softmax(-1).gather(-1, tr.action[:, None]).mean().item(),
     }
+
+
+def _with_behaviour(batch: dict[str, torch.Tensor], next_target: torch.Tensor, behaviour_log_probs
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p_target, pi_beta) log-probabilities at the next states over the same tokens: pi_beta's precomputed top-k
+    (pipeline.support) with p_target gathered on it, or the full vocabulary from `behaviour_log_probs()`."""
+    if "behaviour_logp" in batch:
+        return next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
+    return next_target, behaviour_log_probs()
 
 
 @torch.no_grad()
@@ -113,8 +120,8 @@ def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr:
                                  candidates, torch.bfloat16 if cfg.bf16 else torch.float32)
     next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos, len(candidates))
     if "behaviour_candidates" in batch:
-        next_target, next_behaviour = next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
         behaviour_last, behaviour_action = batch["behaviour_candidates"].unbind(-1)
+        next_target, next_behaviour = _with_behaviour(batch, next_target, None)
     else:
         next_behaviour, behaviour_last, behaviour_action = candidate_log_probs(
             behaviour, branches, tr.row, tr.next_state_pos, len(candidates))
