@@ -108,11 +108,11 @@ def baseline_candidates(method: str, checkpoint: str, bc_checkpoint: str, eval_c
     from the BC checkpoint at each eval beta."""
     from pipeline.policy import PolicySpec
 
-    if method != "ilql":
-        return {prefix: PolicySpec.from_config(eval_cfg, checkpoint, label=method)}
-    return {f"{prefix} beta={b:g}".strip(): PolicySpec.from_config(dataclasses.replace(eval_cfg, beta=b), bc_checkpoint,
-                                                                   checkpoint, extraction="ilql")
-            for b in eval_cfg.betas or (eval_cfg.beta,)}
+    betas = (eval_cfg.betas or (eval_cfg.beta,)) if method == "ilql" else (None,)
+    return {f"{prefix} beta={b:g}".strip() if b is not None else prefix:
+            PolicySpec.of_stage(eval_cfg if b is None else dataclasses.replace(eval_cfg, beta=b), method, checkpoint,
+                                bc_checkpoint)
+            for b in betas}
 
 
 def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: list[str], eval_cfg,
@@ -127,19 +127,21 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
     _, bc_cfg, qsft_cfg, _ = stage_configs(task, preset, {k: v for k, v in overrides.items() if k not in BASELINES})
     eval_cfg = apply_selection(eval_cfg, selection)
     data, bc_ckpt = os.path.join(out, "data"), os.path.join(out, "bc", FINAL_CHECKPOINT)
+    offered = {}
+    for method in methods:  # train everything first: the evaluation actors would hold CPUs the training needs
+        own = overrides.get(method, {})
+        offered[method] = {}
+        for settings in settings_grid(method, own):
+            name = ",".join(f"{k}={v:g}" for k, v in settings.items())
+            folder = os.path.join(out, method, name or "default")
+            checkpoint = os.path.join(folder, FINAL_CHECKPOINT)
+            if not os.path.exists(os.path.join(checkpoint, STAGE_FILE)):
+                run_stage(method_config(method, bc_cfg, qsft_cfg, {**own, **settings}), data, folder, task,
+                          bc_checkpoint=bc_ckpt if method in FROM_BC else None)
+            offered[method].update(baseline_candidates(method, checkpoint, bc_ckpt, eval_cfg, name))
     results = {}
     with EvalPool(task, eval_cfg) as pool:
-        for method in methods:
-            own = overrides.get(method, {})
-            candidates = {}
-            for settings in settings_grid(method, own):
-                name = ",".join(f"{k}={v:g}" for k, v in settings.items())
-                folder = os.path.join(out, method, name or "default")
-                checkpoint = os.path.join(folder, FINAL_CHECKPOINT)
-                if not os.path.exists(os.path.join(checkpoint, STAGE_FILE)):
-                    run_stage(method_config(method, bc_cfg, qsft_cfg, {**own, **settings}), data, folder, task,
-                              bc_checkpoint=bc_ckpt if method in FROM_BC else None)
-                candidates.update(baseline_candidates(method, checkpoint, bc_ckpt, eval_cfg, name))
+        for method, candidates in offered.items():
             chosen = select_policy(pool, candidates, eval_cfg)
             records = pool.evaluate(candidates[chosen["chosen"]], eval_cfg.seed, "eval")
             results[method] = {**figures(summarize(records)), "selection": chosen}

@@ -184,12 +184,13 @@ def sweep_main(argv: list[str] | None = None):
     from pipeline.presets import PRESET_NAMES
     from pipeline.runtime import init_ray
     from pipeline.sweep import parse_search, run_sweep
+    from pipeline.train import BASE_STAGE
 
     parser = argparse.ArgumentParser(description="sweep config fields with Ray Tune; the task's pipeline must "
                                                  "have run in --run first (its data and checkpoints are reused)")
     parser.add_argument("--task", required=True, choices=envs.TASK_NAMES)
     parser.add_argument("--run", help="the task's pipeline folder (default runs/<task>)")
-    parser.add_argument("--stage", default="qsft", choices=("bc", "qsft"))
+    parser.add_argument("--stage", default="qsft", choices=tuple(BASE_STAGE))
     parser.add_argument("--search", action="append", required=True, metavar="FIELD=VALUES",
                         help="beta=[1,4,16] | lr=loguniform(1e-5,1e-3) | tau=uniform(0.001,0.01) | x=choice([..])")
     parser.add_argument("--num-samples", type=int, default=1, help="samples per grid point")

@@ -64,6 +64,14 @@ class PolicySpec:
                    ratio_form=cfg.ratio_form, support_eps=cfg.support_eps, temperature=cfg.temperature,
                    max_action_tokens=cfg.max_action_tokens)
 
+    @classmethod
+    def of_stage(cls, cfg, stage: str, checkpoint: str, bc_checkpoint: str) -> PolicySpec:
+        """The policy a trained stage offers, with an EvalConfig's settings: Q-SFT's and ILQL's extraction from
+        the BC checkpoint, else (BC, filtered BC, SPO) the stage's own checkpoint."""
+        if stage in ("qsft", "ilql"):
+            return cls.from_config(cfg, bc_checkpoint, checkpoint, extraction=stage)
+        return cls.from_config(cfg, checkpoint, label=stage)
+
 
 class Segment(NamedTuple):
     """Token ids of part of an episode, with the live observations of its <|obs|> tokens (pixel tasks)."""

@@ -72,13 +72,13 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
     from ray.tune.schedulers import ASHAScheduler
 
     from pipeline.run import stage_configs
-    from pipeline.train import FINAL_CHECKPOINT, prepare_data
+    from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config, prepare_data
 
     _check_fields(set(search), stage)
     run_dir = os.path.abspath(run_dir)
     extraction = set(search) <= EXTRACTION_FIELDS
     _, bc_cfg, qsft_cfg, eval_cfg = stage_configs(task, preset_name, overrides)
-    base = bc_cfg if stage == "bc" else qsft_cfg
+    base = method_config(stage, bc_cfg, qsft_cfg)
     name = "-".join(sorted(search)) + ("-eval" if extraction else f"-{stage}")
     sweep_dir = os.path.join(run_dir, "sweeps", name)
     os.makedirs(sweep_dir, exist_ok=True)
@@ -89,7 +89,7 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
     bc_ckpt = os.path.join(run_dir, "bc", FINAL_CHECKPOINT)
     # Tokenize once, here: Ray Data cannot schedule its tasks inside a trial's placement group.
     data = None if extraction else prepare_data(base, os.path.join(run_dir, "data"), sweep_dir, task,
-                                                bc_ckpt if stage == "qsft" else None)
+                                                bc_ckpt if stage in FROM_BC else None)
     context = {"task": task, "run_dir": run_dir, "data": data, "sweep_dir": sweep_dir, "stage": stage, "base": base,
                "eval": eval_cfg, "tracking_uri": uri, "parent": parent.run_id,
                "bc": bc_ckpt,
@@ -137,24 +137,24 @@ def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     from pipeline.config import apply_overrides
     from pipeline.evaluate import evaluate, summarize
     from pipeline.policy import PolicySpec
-    from pipeline.train import run_stage
+    from pipeline.train import FROM_BC, run_stage
 
     task, trial_id = context["task"], ray.tune.get_context().get_trial_id()
     trial_dir = os.path.join(context["sweep_dir"], "trials", trial_id)
     eval_cfg: EvalConfig = context["eval"]
-    bc, qsft = context["bc"], context["qsft"]
+    bc, stage, checkpoint = context["bc"], context["stage"], context["qsft"]
     loss, step = float("nan"), 0
     if context["extraction"]:
-        eval_cfg = apply_overrides(eval_cfg, config)
+        eval_cfg, stage = apply_overrides(eval_cfg, config), "qsft"
     else:
         cfg = apply_overrides(context["base"], config)
         result = run_stage(cfg, os.path.join(context["run_dir"], "data"), trial_dir, task,
-                           bc_checkpoint=bc if cfg.stage == "qsft" else None, tracking_uri=context["tracking_uri"],
+                           bc_checkpoint=bc if stage in FROM_BC else None, tracking_uri=context["tracking_uri"],
                            progress=False, callbacks=[TuneReportCallback()], parent_run_id=context["parent"],
-                           run_name=f"{task}-{cfg.stage}-{trial_id}", data=context["data"])
+                           run_name=f"{task}-{stage}-{trial_id}", data=context["data"])
         loss, step = float(result.metrics.get("loss", float("nan"))), int(result.metrics.get("step", 0))
-        bc, qsft = (result.checkpoint, None) if cfg.stage == "bc" else (bc, result.checkpoint)
-    spec = PolicySpec.from_config(eval_cfg, bc, qsft)
+        checkpoint = result.checkpoint
+    spec = PolicySpec.of_stage(eval_cfg, stage, checkpoint, bc)
     summary = summarize(evaluate(task, spec, eval_cfg, progress=False, split="validation"))
     if context["extraction"]:
         run = tracking.start_stage_run(trial_dir, f"{task}-eval-{trial_id}", context["tracking_uri"],

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,10 +56,13 @@ FROM_BC = ("qsft", "ilql", "spo")  # the stages that read the BC checkpoint (pi_
 
 def method_config(stage: str, bc_cfg: TrainConfig, qsft_cfg: TrainConfig, overrides: dict | None = None
                   ) -> TrainConfig:
-    """Any stage's config: the preset's BC config (filtered BC) or Q-SFT config (ILQL, SPO), then `overrides`."""
+    """Any stage's config: the preset's BC config (filtered BC) or Q-SFT config (ILQL, SPO), then `overrides`.
+    The preset's `backup` is Q-SFT's own choice: ILQL and SPO start from the token-level default."""
     if stage not in BASE_STAGE:
         raise ConfigError(f"config field 'stage' must be one of {list(BASE_STAGE)}, got {stage!r}")
     base = bc_cfg if BASE_STAGE[stage] == "bc" else qsft_cfg
+    if stage in ("ilql", "spo"):
+        base = replace(base, backup=TrainConfig.backup)
     return apply_overrides(base, {**(overrides or {}), "stage": stage})
 
 
@@ -393,6 +396,8 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
                  bc_checkpoint: str | None = None) -> TrainingData:
     """Tokenize a dataset for a stage (Ray Data): the stages that start from BC use the BC checkpoint's
     tokenizer, BC and filtered BC train one (on all the data's text, so both get the same)."""
+    from ray.data.expressions import col
+
     from pipeline.data import read_episodes
     from pipeline.runtime import wait_for_free_cpus
     from pipeline.tokenize import tokenize_dataset
@@ -401,7 +406,7 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
     tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, data_dir, out, task_name)
     tokenized = tokenize_dataset(read_episodes(data_dir), tokenizer_dir, task_name, cfg.model.max_length)
     tokenized = tokenized.materialize()
-    kept = usable = tokenized.filter(expr="length > 0").materialize()
+    kept = usable = tokenized.filter(expr=col("length") > 0).materialize()
     selection: dict[str, Any] = {}
     if cfg.stage == "filtered_bc":
         kept, selection = top_episodes(usable, episode_table(data_dir), cfg.filter_top_fraction)
@@ -436,11 +441,12 @@ def episode_table(data_dir: str) -> dict[int, tuple[float, str]]:
 
 def top_episodes(rows, table: dict[int, tuple[float, str]], fraction: float) -> tuple[Any, dict[str, Any]]:
     """Filtered BC's rows: those whose episode's raw return is in the top `fraction` (losses.top_fraction_filter)."""
+    from ray.data.expressions import col
+
     ids = sorted(int(r["episode_id"]) for r in rows.select_columns(["episode_id"]).take_all())
     keep, threshold = losses.top_fraction_filter(torch.tensor([table[e][0] for e in ids]), fraction)
     chosen = [e for e, k in zip(ids, keep.tolist()) if k]
-    wanted = set(chosen)
-    return rows.filter(lambda row: int(row["episode_id"]) in wanted), {
+    return rows.filter(expr=col("episode_id").is_in(chosen)), {
         "top_fraction": fraction, "return_threshold": threshold, "episodes_considered": len(ids),
         "episodes_selected": len(chosen), "episode_ids": chosen}
 
