@@ -22,7 +22,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -103,7 +103,10 @@ def episode_from_rows(rows: list[dict[str, Any]], source: str = "<rows>") -> Epi
 
     steps = [r["step"] for r in rows]
     if steps != list(range(len(rows))):
-        raise DataError(f"{where(rows[0])}: steps must be 0..{len(rows) - 1} exactly once, got {steps}")
+        # name a row that is surely wrong: a step out of range, else the second of a repeated step
+        bad = [r for r in rows if not 0 <= r["step"] < len(rows)] or \
+              [r for i, r in enumerate(rows) if i and r["step"] == rows[i - 1]["step"]]
+        raise DataError(f"{where(bad[0])}: steps must be 0..{len(rows) - 1} exactly once, got {steps}")
     last = rows[-1]
     for row in rows:
         final = row is last
@@ -281,7 +284,12 @@ def shard_list(path: str) -> list[dict[str, Any]]:
     return shards
 
 
-def check_dataset(path: str) -> list[str]:
+class Shards(NamedTuple):
+    files: list[str]
+    whole_episodes: bool  # every episode's steps are in one shard (as `collect` writes them)
+
+
+def check_dataset(path: str) -> Shards:
     """The shard files of a dataset folder, once they are shown to be the ones dataset.json describes.
 
     Checks, in order: dataset.json's `schema_version` is SCHEMA_VERSION; the shards on disk are exactly
@@ -303,18 +311,19 @@ def check_dataset(path: str) -> list[str]:
     if unlisted:
         raise DataError(f"{path}: shard {unlisted[0]} is not listed in {METADATA_FILE} "
                         f"({len(unlisted)} unlisted shards)")
-    ids = []
+    ids, per_shard = [], 0
     for name, file in sorted(files.items()):
         column = read_shard(file, fs, ["episode_id"])["episode_id"]
         if len(column) != listed[name]:
             raise DataError(f"{file}: {len(column)} rows, but {METADATA_FILE} lists {listed[name]}")
         ids.extend(column.chunks)
+        per_shard += pc.count_distinct(column).as_py()
     episodes = pc.count_distinct(pa.chunked_array(ids, pa.int64())).as_py()
     steps = sum(listed.values()) - episodes
     if (episodes, steps) != (meta["num_episodes"], meta["num_steps"]):
         raise DataError(f"{path}: the shards hold {episodes} episodes and {steps} steps, but {METADATA_FILE} "
                         f"says {meta['num_episodes']} episodes and {meta['num_steps']} steps")
-    return sorted(files.values())
+    return Shards(sorted(files.values()), whole_episodes=per_shard == episodes)
 
 
 def read_shard_rows(file: str, filesystem: pafs.FileSystem) -> list[dict[str, Any]]:
@@ -335,11 +344,27 @@ def load_episodes(path: str) -> list[Episode]:
     `pipeline.tokenize`, which does the same grouping with Ray Data.
     """
     fs, _ = resolve(path)
+    return group_episodes(row for file in check_dataset(path).files for row in read_shard_rows(file, fs))
+
+
+def group_episodes(rows: Iterable[dict[str, Any]], source: str = "<rows>") -> list[Episode]:
+    """Step rows of any number of episodes, in any order, as validated episodes by `episode_id`."""
     by_episode: dict[int, list[dict[str, Any]]] = {}
-    for file in check_dataset(path):
-        for row in read_shard_rows(file, fs):
-            by_episode.setdefault(row["episode_id"], []).append(row)
-    return [episode_from_rows(rows) for _, rows in sorted(by_episode.items())]
+    for row in rows:
+        by_episode.setdefault(row["episode_id"], []).append(row)
+    return [episode_from_rows(group, source) for _, group in sorted(by_episode.items())]
+
+
+def column_sum(dataset, column: str) -> float:
+    """The sum of a numeric column of a materialized Ray Dataset, one small task per block where the block
+    is. (`Dataset.sum` plans an aggregation, which costs seconds of start-up for a handful of blocks.)"""
+    import ray
+
+    @ray.remote(num_cpus=0.1)
+    def block_sum(block: pa.Table) -> float:
+        return pc.sum(block.column(column)).as_py() or 0
+
+    return sum(ray.get([block_sum.remote(ref) for ref in dataset.to_arrow_refs()]))
 
 
 def episode_record(ep: Episode) -> dict[str, Any]:
@@ -354,13 +379,18 @@ def read_episodes(path: str):
 
     The folder is checked against its dataset.json first (`check_dataset`), then every shard is read and
     checked in parallel (file and row named on error), and steps are grouped by `episode_id`, so the
-    result does not depend on how steps were sharded.
+    result does not depend on how steps were sharded. Shards that hold whole episodes (as `collect` writes
+    them) are grouped each in its own task; only steps of one episode spread over shards need a shuffle.
     """
     import ray
     import ray.data
 
     fs, _ = resolve(path)
-    files = check_dataset(path)
+    files, whole_episodes = check_dataset(path)
+    shards = ray.data.from_items([{"file": f} for f in files])
+    if whole_episodes:
+        return shards.flat_map(lambda item: [episode_record(ep) for ep in
+                                             group_episodes(read_shard_rows(item["file"], fs), path)])
 
     def read(item: dict[str, Any]) -> list[dict[str, Any]]:
         return read_shard_rows(item["file"], fs)
@@ -369,6 +399,6 @@ def read_episodes(path: str):
         record = episode_record(episode_from_rows(group.to_pylist(), source=path))
         return pa.Table.from_pylist([record])
 
-    steps = ray.data.from_items([{"file": f} for f in files]).flat_map(read)
+    steps = shards.flat_map(read)
     partitions = max(1, min(len(files), 2 * int(ray.cluster_resources().get("CPU", 1))))
     return steps.groupby("episode_id", num_partitions=partitions).map_groups(assemble, batch_format="pyarrow")

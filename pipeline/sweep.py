@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -72,7 +73,7 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
     from ray.tune.schedulers import ASHAScheduler
 
     from pipeline.run import stage_configs
-    from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config, prepare_data
+    from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config
 
     _check_fields(set(search), stage)
     run_dir = os.path.abspath(run_dir)
@@ -87,8 +88,7 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
                                       params={"task": task, "stage": stage, "search": json.dumps(
                                           {k: str(v) for k, v in search.items()})})
     bc_ckpt = os.path.join(run_dir, "bc", FINAL_CHECKPOINT)
-    # Tokenize once, here: Ray Data cannot schedule its tasks inside a trial's placement group.
-    data = None if extraction else prepare_data(base, os.path.join(run_dir, "data"), sweep_dir, task,
+    data = {} if extraction else _training_data(base, search, run_dir, sweep_dir, task,
                                                 bc_ckpt if stage in FROM_BC else None)
     context = {"task": task, "run_dir": run_dir, "data": data, "sweep_dir": sweep_dir, "stage": stage, "base": base,
                "eval": eval_cfg, "tracking_uri": uri, "parent": parent.run_id,
@@ -100,6 +100,9 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
     # The trial's own slot plus one per evaluation actor (Tune places a trial's child actors in its group);
     # Train workers are scheduled by Ray Train outside it.
     bundles = [{"CPU": 0.5}] + [{"CPU": eval_cfg.cpus_per_actor}] * eval_cfg.num_actors
+    if not extraction:
+        context["base"] = base = _fit_workers(base, sum(b["CPU"] for b in bundles) * max_concurrent,
+                                              max_concurrent)
     trainable = tune.with_resources(tune.with_parameters(_trial, context=context), tune.PlacementGroupFactory(bundles))
     if scheduler not in ("asha", "fifo"):
         raise ConfigError(f"scheduler must be 'asha' or 'fifo', got {scheduler!r}")
@@ -129,6 +132,53 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
     return results
 
 
+def _fit_workers(cfg: TrainConfig, held: float, concurrent: int) -> TrainConfig:
+    """`cfg` with its Train workers' CPUs cut to what the cluster has left beside the trials' own slots
+    (`held` CPUs), so that `concurrent` trials' workers can start. A preset's `cpus_per_worker` is sized for a
+    stage alone on the machine; a trial asking for more than is left would wait for it forever."""
+    import ray
+
+    if cfg.use_gpu:
+        return cfg
+    free = (ray.cluster_resources().get("CPU", 0) - held) / (concurrent * cfg.num_workers)
+    if cfg.cpus_per_worker <= free:
+        return cfg
+    if free < 0.25:
+        raise ConfigError(f"the cluster's {ray.cluster_resources().get('CPU', 0):g} CPUs leave {free:.2f} per Train "
+                          f"worker beside the trials: lower max_concurrent, num_workers or eval.num_actors")
+    print(f"sweep: each trial's {cfg.num_workers} Train worker(s) get {free:g} CPUs (cpus_per_worker was "
+          f"{cfg.cpus_per_worker:g}), so that {concurrent} trial(s) fit on this cluster")
+    return dataclasses.replace(cfg, cpus_per_worker=free)
+
+
+def _data_key(config: dict[str, Any]) -> str:
+    """Which prepared rows a trial trains on: its values of the row-shaping fields (train.DATA_FIELDS)."""
+    from pipeline.train import DATA_FIELDS
+
+    return json.dumps({k: v for k, v in sorted(config.items()) if k in DATA_FIELDS})
+
+
+def _training_data(base: TrainConfig, search: dict[str, Any], run_dir: str, sweep_dir: str, task: str,
+                   bc_checkpoint: str | None) -> dict[str, Any]:
+    """{_data_key: TrainingData}: the rows tokenized once per grid point of the swept fields that shape them
+    (filtered BC's fraction, SPO's Q0_hat settings, ...), here in the driver, because Ray Data cannot schedule
+    its tasks inside a trial's placement group."""
+    from pipeline.config import apply_overrides
+    from pipeline.train import DATA_FIELDS, prepare_data
+
+    shaping = sorted(set(search) & set(DATA_FIELDS))
+    for name in shaping:
+        if not (isinstance(search[name], dict) and "grid_search" in search[name]):
+            raise ConfigError(f"--search {name}: the field shapes the training rows, which are prepared before "
+                              f"the trials, so it takes a list of values like [0.1, 0.3], not a distribution")
+    data = {}
+    for values in itertools.product(*(search[name]["grid_search"] for name in shaping)):
+        settings = dict(zip(shaping, values))
+        data[_data_key(settings)] = prepare_data(apply_overrides(base, settings), os.path.join(run_dir, "data"),
+                                                 sweep_dir, task, bc_checkpoint)
+    return data
+
+
 def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
     """One Tune trial: train (a real stage run) and/or evaluate, reporting the validation score."""
     import ray.tune
@@ -151,7 +201,7 @@ def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         result = run_stage(cfg, os.path.join(context["run_dir"], "data"), trial_dir, task,
                            bc_checkpoint=bc if stage in FROM_BC else None, tracking_uri=context["tracking_uri"],
                            progress=False, callbacks=[TuneReportCallback()], parent_run_id=context["parent"],
-                           run_name=f"{task}-{stage}-{trial_id}", data=context["data"])
+                           run_name=f"{task}-{stage}-{trial_id}", data=context["data"][_data_key(config)])
         loss, step = float(result.metrics.get("loss", float("nan"))), int(result.metrics.get("step", 0))
         checkpoint = result.checkpoint
     spec = PolicySpec.of_stage(eval_cfg, stage, checkpoint, bc)

@@ -52,6 +52,9 @@ FINAL_CHECKPOINT = "checkpoint"
 # Each stage's budget and shared fields (gamma, tau, epochs) come from the preset's BC or Q-SFT section.
 BASE_STAGE = {"bc": "bc", "filtered_bc": "bc", "qsft": "qsft", "ilql": "qsft", "spo": "qsft"}
 FROM_BC = ("qsft", "ilql", "spo")  # the stages that read the BC checkpoint (pi_beta, pi_0, or their start)
+# The config fields `prepare_data` reads beside the stage: they shape the training rows, not only the loop.
+DATA_FIELDS = ("filter_top_fraction", "spo_beta", "spo_loss", "support_eps", "behaviour_support", "backup",
+               "model.max_length")
 
 
 def method_config(stage: str, bc_cfg: TrainConfig, qsft_cfg: TrainConfig, overrides: dict | None = None
@@ -398,44 +401,43 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
     tokenizer, BC and filtered BC train one (on all the data's text, so both get the same)."""
     from ray.data.expressions import col
 
-    from pipeline.data import read_episodes
+    from pipeline.data import column_sum, read_episodes
     from pipeline.runtime import wait_for_free_cpus
     from pipeline.tokenize import tokenize_dataset
 
     wait_for_free_cpus()
-    tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, data_dir, out, task_name)
-    tokenized = tokenize_dataset(read_episodes(data_dir), tokenizer_dir, task_name, cfg.model.max_length)
+    episodes = read_episodes(data_dir).materialize()  # read once: grouping steps into episodes is a shuffle
+    tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, episodes, out, task_name)
+    tokenized = tokenize_dataset(episodes, tokenizer_dir, task_name, cfg.model.max_length)
     tokenized = tokenized.materialize()
     kept = usable = tokenized.filter(expr=col("length") > 0).materialize()
     selection: dict[str, Any] = {}
     if cfg.stage == "filtered_bc":
-        kept, selection = top_episodes(usable, episode_table(data_dir), cfg.filter_top_fraction)
+        kept, selection = top_episodes(usable, episode_table(episodes), cfg.filter_top_fraction)
     elif cfg.stage == "spo":
-        kept, selection = with_initial_values(usable, episode_table(data_dir), cfg)
+        kept, selection = with_initial_values(usable, episode_table(episodes), cfg)
     candidates = action_candidates(cfg, tokenizer_dir, task_name)
     if cfg.stage == "qsft" and cfg.behaviour_support == "precomputed":
         from pipeline.support import add_behaviour_support
 
         kept = add_behaviour_support(kept, bc_checkpoint, cfg, candidates)
     kept = kept.materialize()
-    episodes = tokenized.count()
-    info = {"episodes": episodes, "episodes_used": kept.count(), "episodes_dropped": episodes - usable.count(),
-            "turns_dropped": int(tokenized.sum("dropped_turns") or 0)}
+    count = tokenized.count()
+    info = {"episodes": count, "episodes_used": kept.count(), "episodes_dropped": count - usable.count(),
+            "turns_dropped": int(column_sum(tokenized, "dropped_turns"))}
     return TrainingData(kept, tokenizer_dir, info, selection, candidates)
 
 
-def episode_table(data_dir: str) -> dict[int, tuple[float, str]]:
-    """episode_id -> (raw return, instance) for every episode of a dataset; the instance is the JSON of the
-    reset info's "instance" (episodes of one instance share it)."""
-    from pipeline.data import read_episodes
-
+def episode_table(episodes) -> dict[int, tuple[float, str]]:
+    """episode_id -> (raw return, instance) for every episode of a dataset (`read_episodes`); the instance is
+    the JSON of the reset info's "instance" (episodes of one instance share it)."""
     def summarise(batch: dict[str, Any]) -> dict[str, list]:
         first_infos = [(json.loads(infos) or [{}])[0] for infos in batch["infos"]]
         return {"episode_id": [int(e) for e in batch["episode_id"]],
                 "raw_return": [float(np.sum(r)) for r in batch["rewards"]],
                 "instance": [json.dumps(info.get("instance"), sort_keys=True) for info in first_infos]}
 
-    rows = read_episodes(data_dir).map_batches(summarise, batch_format="numpy").take_all()
+    rows = episodes.map_batches(summarise, batch_format="numpy").take_all()
     return {int(r["episode_id"]): (float(r["raw_return"]), str(r["instance"])) for r in rows}
 
 
@@ -568,17 +570,16 @@ def pixel_observation_space(task_name: str):
     return space
 
 
-def _ensure_tokenizer(cfg: TrainConfig, data_dir: str, out: str, task_name: str) -> str:
-    """Train (or, on resume, reuse) the stage's tokenizer; returns its folder."""
+def _ensure_tokenizer(cfg: TrainConfig, episodes, out: str, task_name: str) -> str:
+    """Train (or, on resume, reuse) the stage's tokenizer on the episodes' texts; returns its folder."""
     import envs
-    from pipeline.data import read_episodes
     from pipeline.models import build_task_tokenizer
     from pipeline.tokens import EOT
 
     folder = os.path.join(out, "tokenizer")
     if os.path.exists(os.path.join(folder, "tokenizer_config.json")):
         return folder
-    texts = (text for batch in read_episodes(data_dir).iter_batches(batch_size=256, batch_format="numpy")
+    texts = (text for batch in episodes.iter_batches(batch_size=256, batch_format="numpy")
              for column in ("observations", "actions") for episode in batch[column] for text in episode)
     tokenizer = build_task_tokenizer(cfg.model, envs.get_task(task_name), texts)
     assert tokenizer.convert_tokens_to_ids(EOT) is not None

@@ -1,6 +1,9 @@
 """Shared fixtures: one local Ray for the session (never a running cluster), small datasets, and one real
-Wordle pipeline submitted with `ray job submit` to a `ray start --head` cluster of its own, whose run folder
-the cluster test checks and the end-to-end tests read (and re-run stages in, on the session's local Ray)."""
+pipeline submitted with `ray job submit` to a `ray start --head` cluster of its own: the small maze's demo
+(`jobs/qsft_maze_small.py --preset tiny`, unchanged). Its run folder is the default suite's end-to-end pipeline
+and its learning check at once: the cluster test, the end-to-end tests (which re-run stages in it, on the
+session's local Ray) and the learning test all read it.
+"""
 
 import os
 import shutil
@@ -16,15 +19,6 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY = os.path.join(os.path.dirname(sys.executable), "ray")
-
-# The submitted pipeline's size: small on purpose (200 episodes, a few optimizer steps, 16 evaluation
-# episodes); the checks are about the hand-offs, artefacts and bookkeeping, not about the score.
-WORDLE_OVERRIDES = {
-    "collect": {"episodes": 200},
-    "train": {"batch_size": 8, "max_steps": 6, "log_every": 3, "checkpoint_every": 3, "warmup_steps": 2},
-    "eval": {"num_episodes": 16, "envs_per_actor": 4},
-}
-
 
 @pytest.fixture(scope="session")
 def ray_local():
@@ -87,7 +81,7 @@ def submit_to_a_local_cluster(job: str, out: Path, sets: list[str]) -> Submitted
             time.sleep(1)
         for _ in range(60):  # the job agent starts a little after the dashboard answers
             submit = ray_cli("job", "submit", "--address", address, "--working-dir", ".", "--",
-                             "python", job, "--preset", "tiny", "--out", str(out), *sets, env=env, timeout=800)
+                             "python", job, "--preset", "tiny", "--out", str(out), *sets, env=env, timeout=1500)
             if "No available agent" not in submit.stderr:
                 break
             time.sleep(2)
@@ -102,11 +96,29 @@ def submit_to_a_local_cluster(job: str, out: Path, sets: list[str]) -> Submitted
 
 
 @pytest.fixture(scope="session")
-def submitted_wordle_run(tmp_path_factory):
-    """jobs/qsft_wordle.py at the size WORDLE_OVERRIDES, submitted to a cluster of its own (see above)."""
-    sets = [f"--set={section}.{field}={value}" for section, values in WORDLE_OVERRIDES.items()
-            for field, value in values.items()]
-    return submit_to_a_local_cluster("jobs/qsft_wordle.py", tmp_path_factory.mktemp("submitted") / "wordle", sets)
+def submitted_run(tmp_path_factory):
+    """jobs/qsft_maze_small.py at its own `tiny` preset (the demo), submitted to a cluster of its own."""
+    return submit_to_a_local_cluster("jobs/qsft_maze_small.py", tmp_path_factory.mktemp("submitted") / "maze_small",
+                                     [])
+
+
+@pytest.fixture(scope="session")
+def maze_run(submitted_run):
+    """The submitted run's folder, and {policy name: summary of its evaluation records} (what the job's
+    `run_pipeline` returned), bc first."""
+    import json
+
+    from pipeline.evaluate import summarize
+    from pipeline.report import load_records
+
+    run = submitted_run
+    assert run.submit.returncode == 0, (run.submit.stdout + run.submit.stderr)[-3000:]
+    summaries = {}
+    for name in ("bc", "qsft"):
+        folder = run.out / "eval" / name
+        policy = json.loads((folder / "summary.json").read_text())["policy"]
+        summaries[policy] = summarize(load_records(str(folder)))
+    return run.out, summaries
 
 
 def scratch_checkpoints(tmp_path_factory, cfg, texts: list[str], prefix: str) -> list[str]:

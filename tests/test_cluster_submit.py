@@ -1,7 +1,8 @@
-"""`ray job submit --working-dir . -- python jobs/qsft_wordle.py` against a real `ray start --head` cluster.
+"""`ray job submit --working-dir . -- python jobs/qsft_maze_small.py` against a real `ray start --head` cluster.
 
-The submission is the session fixture `submitted_wordle_run` (tests/conftest.py): its run folder is also the
-one real end-to-end pipeline that tests/test_pipeline_e2e.py checks stage by stage. The task-specific part of
+The submission is the session fixture `submitted_run` (tests/conftest.py): its run folder is also the one real
+end-to-end pipeline that tests/test_pipeline_e2e.py checks stage by stage, and the learning check's
+(tests/test_learning.py). The task-specific part of
 the WebShop submission (ranking admissible actions) runs in the default suite as
 tests/test_admissible_actions.py; the whole WebShop submission is slow.
 """
@@ -10,9 +11,9 @@ import pytest
 from conftest import assert_job_succeeded, submit_to_a_local_cluster
 
 
-@pytest.mark.timeout(900)
-def test_submit_wordle_job_to_a_local_cluster(submitted_wordle_run):
-    assert_job_succeeded(submitted_wordle_run, submitted_wordle_run.out, episodes=16)
+@pytest.mark.timeout(1500)  # the submitted demo runs here, in this test's setup
+def test_submit_maze_job_to_a_local_cluster(submitted_run):
+    assert_job_succeeded(submitted_run, submitted_run.out, episodes=200)
 
 
 @pytest.mark.slow

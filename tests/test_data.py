@@ -18,6 +18,7 @@ from pipeline.data import (
     STEP_SCHEMA,
     DataError,
     Episode,
+    check_dataset,
     episodes_to_table,
     load_episodes,
     read_episodes,
@@ -35,13 +36,18 @@ def make_episode(i: int, steps: int = 3, terminated: bool = True) -> Episode:
                    infos=[{"t": t} for t in range(steps + 1)])
 
 
-def write_shards(folder, episodes, shards=3):
-    """Shards and the dataset.json that describes them, as `pipeline.collect` writes it."""
+def write_shards(folder, episodes, shards=3, spread=True):
+    """Shards and the dataset.json that describes them. `spread`: the steps of one episode end up in
+    different shards, out of order; else each shard holds whole episodes (as `pipeline.collect` writes them),
+    still out of order."""
     os.makedirs(folder, exist_ok=True)
-    rows = episodes_to_table(episodes).to_pylist()
-    random.Random(0).shuffle(rows)  # steps of one episode end up in different shards, out of order
-    for s in range(shards):
-        pq.write_table(pa.Table.from_pylist(rows[s::shards], schema=STEP_SCHEMA), f"{folder}/part-{s:05d}-0.parquet")
+    parts = [episodes_to_table(episodes[s::shards]).to_pylist() for s in range(shards)]
+    if spread:
+        rows = [row for part in parts for row in part]
+        parts = [rows[s::shards] for s in range(shards)]
+    for s, part in enumerate(parts):
+        random.Random(s).shuffle(part)
+        pq.write_table(pa.Table.from_pylist(part, schema=STEP_SCHEMA), f"{folder}/part-{s:05d}-0.parquet")
     write_metadata(str(folder), {"schema_version": SCHEMA_VERSION, "shards": shard_list(str(folder)),
                                  "num_episodes": len(episodes), "num_steps": sum(len(e.actions) for e in episodes)})
 
@@ -54,11 +60,17 @@ def test_round_trip_in_any_shard_order(tmp_path):
            [(e.episode_id, e.observations, e.actions, e.rewards, e.terminated, e.infos) for e in episodes]
 
 
-def test_ray_dataset_reassembles_episodes(tmp_path, ray_local):
+@pytest.mark.parametrize("spread", [True, False], ids=["steps spread over shards", "whole episodes per shard"])
+def test_ray_dataset_reassembles_episodes(spread, tmp_path, ray_local):
+    """Both ways of reading (a shuffle by episode_id, or one task per shard of whole episodes) give the
+    same episodes."""
     episodes = [make_episode(i, steps=2 + i % 3) for i in range(9)]
-    write_shards(tmp_path / "d", episodes, shards=4)
+    write_shards(tmp_path / "d", episodes, shards=4, spread=spread)
+    assert check_dataset(str(tmp_path / "d")).whole_episodes is not spread
     records = sorted(read_episodes(str(tmp_path / "d")).take_all(), key=lambda r: r["episode_id"])
     assert [list(r["actions"]) for r in records] == [e.actions for e in episodes]
+    assert [list(r["observations"]) for r in records] == [e.observations for e in episodes]
+    assert [list(r["rewards"]) for r in records] == [e.rewards for e in episodes]
     assert [json.loads(r["infos"]) for r in records] == [e.infos for e in episodes]
 
 

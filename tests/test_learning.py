@@ -1,7 +1,8 @@
 """The learning check of the default suite: the whole pipeline on the small maze (`maze_small`, tiny preset).
 
 Collect (Ray tasks) -> BC (Ray Train job) -> Q-SFT (Ray Train job, action-level backup, pi_beta precomputed by
-Ray Data) -> extraction settings chosen on validation instances -> held-out evaluation on Ray actors. It asserts:
+Ray Data) -> extraction settings chosen on validation instances -> held-out evaluation on Ray actors, as
+`make demo` runs it; the run is the session's submitted job (`maze_run`, tests/conftest.py). It asserts:
 - BC imitates its data: sampled BC reaches the goal on far more held-out pairs than a uniformly random walker;
 - Q-SFT beats BC on the held-out split by a clear margin (10 normalized points; 18 at this preset in
   benchmarks/LEARNING.md, where a Q-SFT stage replaced by a second BC gets 5);
@@ -23,7 +24,6 @@ import numpy as np
 import envs
 from envs.base import play
 from pipeline.models import read_stage_info
-from pipeline.run import run_pipeline
 
 
 class RandomWalk:
@@ -34,8 +34,8 @@ class RandomWalk:
         return ("up", "down", "left", "right")[self.rng.integers(4)]
 
 
-def test_qsft_learns_values_and_beats_bc_on_the_small_maze(tmp_path, ray_local):
-    summaries = run_pipeline("maze_small", str(tmp_path), "tiny", {}, progress=False)
+def test_qsft_learns_values_and_beats_bc_on_the_small_maze(maze_run, ray_local):
+    run, summaries = maze_run
     task = envs.get_task("maze_small")
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     walks = np.mean([task.success(*play(env, RandomWalk(), i, {"split": "eval", "index": i}))
@@ -43,13 +43,13 @@ def test_qsft_learns_values_and_beats_bc_on_the_small_maze(tmp_path, ray_local):
     bc, qsft = summaries.values()  # keyed by policy name: "bc", then "qsft(beta=..., ...)"
     assert bc["episodes"] == qsft["episodes"] == 200 and bc["success_ci_low"] > walks + 0.1, (bc, walks)
     assert qsft["score"] > bc["score"] + 10, (bc, qsft)
-    stage = read_stage_info(str(tmp_path / "qsft" / "checkpoint"))
+    stage = read_stage_info(str(run / "qsft" / "checkpoint"))
     metrics = stage["metrics"]
     assert metrics["target_clipped_frac"] < 0.05 and 0.05 < metrics["target_mean"] < 0.8, metrics
     path = pathlib.Path(__file__).parents[1] / "benchmarks" / "maze_q_probe.py"
     spec = importlib.util.spec_from_file_location("maze_q_probe", path)
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
-    values = probe.probe("maze_small", str(tmp_path / "bc" / "checkpoint"), str(tmp_path / "qsft" / "checkpoint"),
+    values = probe.probe("maze_small", str(run / "bc" / "checkpoint"), str(run / "qsft" / "checkpoint"),
                          episodes=20, gamma=stage["config"]["gamma"], eps=0.1, beta=16.0, seed=7)
     assert values["bc_prefers_shortest"] < 0.35 and values["candidate_prefers_shortest"] > 0.65, values

@@ -1,29 +1,29 @@
-"""One real end-to-end Wordle pipeline: collect -> BC job -> Q-SFT job -> evaluate -> report.
+"""One real end-to-end pipeline: collect -> BC job -> Q-SFT job -> select -> evaluate -> report.
 
-The run is the session fixture `submitted_wordle_run` (tests/conftest.py): `ray job submit` of
-jobs/qsft_wordle.py to a `ray start --head` cluster (tests/test_cluster_submit.py checks the submission), so
-the cluster test and these checks share one pipeline. Re-runs, sweeps and forced stages below run in this
-process on the session's local Ray, in the same folder.
-
-Small on purpose (200 episodes, a few optimizer steps, 16 evaluation episodes); the checks are about the
-hand-offs, artefacts and bookkeeping, not about the score (see the slow tests and the issue notes).
+The run is the session fixture `maze_run` (tests/conftest.py): `ray job submit` of jobs/qsft_maze_small.py at
+its demo preset to a `ray start --head` cluster (tests/test_cluster_submit.py checks the submission,
+tests/test_learning.py what it learned), so the cluster test, these checks and the learning check share one
+pipeline. Re-runs, sweeps and forced stages below run in this process on the session's local Ray, at a few
+optimizer steps and episodes each; the forced stage runs in a copy of the folder, so the others read the
+submitted run's own results.
 """
 
 import json
+import shutil
 
 import mlflow
 import pyarrow.parquet as pq
-import pytest
-from conftest import WORDLE_OVERRIDES as OVERRIDES
 
 import envs
 from pipeline.config import EvalConfig
 from pipeline.data import read_metadata, shard_files
-from pipeline.evaluate import CRASH_ONCE_ENV, evaluate, summarize
+from pipeline.evaluate import CRASH_ONCE_ENV, evaluate
 from pipeline.models import read_stage_info
 from pipeline.policy import PolicySpec
-from pipeline.report import load_records
 from pipeline.run import run_pipeline
+
+TASK = "maze_small"
+FEW_EPISODES = {"num_episodes": 4, "num_validation_episodes": 4, "repeats": 1, "envs_per_actor": 2}
 
 
 def mlflow_runs(out):
@@ -31,131 +31,126 @@ def mlflow_runs(out):
     return client.search_runs([client.get_experiment_by_name("qsft").experiment_id])
 
 
-@pytest.fixture(scope="module")
-def pipeline_run(submitted_wordle_run, ray_local):
-    """The submitted run's folder, and {policy name: summary of its evaluation records} (what the job's
-    `run_pipeline` returned)."""
-    run = submitted_wordle_run
-    assert run.submit.returncode == 0, (run.submit.stdout + run.submit.stderr)[-3000:]
-    summaries = {}
-    for name in ("bc", "qsft"):
-        folder = run.out / "eval" / name
-        policy = json.loads((folder / "summary.json").read_text())["policy"]
-        summaries[policy] = summarize(load_records(str(folder)))
-    return run.out, summaries
-
-
-def test_dataset_counts_match_parquet(pipeline_run):
-    out, _ = pipeline_run
+def test_dataset_counts_match_parquet(maze_run):
+    out, _ = maze_run
     meta = read_metadata(str(out / "data"))
     rows = sum(pq.read_metadata(f).num_rows for f in shard_files(str(out / "data")))
-    assert meta["num_episodes"] == 200
+    task = envs.get_task(TASK)
+    assert meta["num_episodes"] == 1000
     assert meta["num_rows"] == rows == meta["num_steps"] + meta["num_episodes"]
-    assert meta["task"] == "wordle" and meta["env_id"] == "qsft/Wordle-v0"
-    assert meta["behaviour_policy"]["params"] == envs.get_task("wordle").default_behaviour_params
-    assert meta["num_truncated"] == 0 and meta["num_terminated"] == 200   # Wordle ends by its rules
+    assert meta["task"] == TASK and meta["env_id"] == task.env_id
+    assert meta["behaviour_policy"]["params"] == task.default_behaviour_params
+    assert meta["num_truncated"] + meta["num_terminated"] == 1000 and meta["num_truncated"] > 0  # time limit
+    assert meta["success_rate"] == meta["num_terminated"] / 1000                                  # goal reached
 
 
-def test_stages_hand_off_hf_checkpoints(pipeline_run):
-    out, _ = pipeline_run
+def test_stages_hand_off_hf_checkpoints(maze_run):
+    out, _ = maze_run
     bc, qsft = out / "bc" / "checkpoint", out / "qsft" / "checkpoint"
     for ckpt in (bc, qsft):
         assert (ckpt / "config.json").exists() and (ckpt / "tokenizer.json").exists()
         assert not (ckpt / "trainer_state.pt").exists()
     assert read_stage_info(str(bc))["stage"] == "bc"
     info = read_stage_info(str(qsft))
-    assert info["stage"] == "qsft" and info["bc_checkpoint"] == str(bc) and info["step"] == 6
-    assert 0.0 <= info["metrics"]["target_mean"] <= 1.0
+    assert info["stage"] == "qsft" and info["bc_checkpoint"] == str(bc) and info["step"] == 300
+    assert info["config"]["backup"] == "action" and 0.0 <= info["metrics"]["target_mean"] <= 1.0
     assert info["metrics"]["support_size"] >= 1
 
 
-def test_evaluation_records_summary_and_report(pipeline_run):
-    out, summaries = pipeline_run
-    assert set(summaries) == {"bc", "qsft(beta=4)"}
+def test_evaluation_records_summary_and_report(maze_run):
+    out, summaries = maze_run
+    bc_name, qsft_name = summaries
+    assert bc_name == "bc" and qsft_name.startswith("qsft(beta=")
+    limit = envs.get_task(TASK).max_steps
     for name in ("bc", "qsft"):
         records = json.loads((out / "eval" / name / "records.json").read_text())
-        assert [r["episode"] for r in records] == list(range(16))
+        assert [r["episode"] for r in records] == list(range(200))
+        assert len({r["instance"] for r in records}) == 40        # the 40 held-out pairs, 5 plays each
         for r in records:
-            assert 1 <= r["steps"] <= 6 and -6 <= r["raw_return"] <= 0 and 0 <= r["unit_return"] <= 1
+            assert 1 <= r["steps"] <= limit and -limit <= r["raw_return"] <= 0 and 0 <= r["unit_return"] <= 1
             assert len(json.loads(r["transcript"])) == r["steps"] + 1
     html = (out / "report" / "report.html").read_text()
     assert "<table>" in html and "returns.png" in html and (out / "report" / "returns.png").stat().st_size > 1000
 
 
-def test_mlflow_has_one_run_per_stage(pipeline_run):
-    out, _ = pipeline_run
+def test_mlflow_has_one_run_per_stage(maze_run):
+    out, summaries = maze_run
     runs = mlflow_runs(out)
     names = sorted(r.info.run_name for r in runs)
-    assert names == ["wordle-bc", "wordle-eval-bc", "wordle-eval-qsft(beta=4)", "wordle-qsft"]
-    qsft = next(r for r in runs if r.info.run_name == "wordle-qsft")
+    assert names == sorted([f"{TASK}-bc", f"{TASK}-qsft", *(f"{TASK}-eval-{name}" for name in summaries)])
+    qsft = next(r for r in runs if r.info.run_name == f"{TASK}-qsft")
     assert {"loss", "target_mean", "target_clipped_frac", "support_size", "tokens_per_s"} <= set(qsft.data.metrics)
     assert qsft.data.tags["checkpoint"].endswith("qsft/checkpoint")
 
 
-def test_rerun_skips_finished_stages(pipeline_run, capsys):
-    out, summaries = pipeline_run
-    again = run_pipeline("wordle", str(out), "tiny", OVERRIDES, progress=False)
+def test_rerun_skips_finished_stages(maze_run, capsys):
+    out, summaries = maze_run
+    again = run_pipeline(TASK, str(out), "tiny", {}, progress=False)
     assert again == summaries
     assert capsys.readouterr().out.count("skipped") == 6   # collect, bc, qsft, select, eval x 2
 
 
-def test_evaluation_is_reproducible_and_survives_a_crashed_actor(pipeline_run, tmp_path, monkeypatch):
-    out, _ = pipeline_run
+def test_evaluation_is_reproducible_and_survives_a_crashed_actor(maze_run, tmp_path, monkeypatch):
+    out, _ = maze_run
     spec = PolicySpec(behaviour=str(out / "bc" / "checkpoint"), q=str(out / "qsft" / "checkpoint"),
                       temperature=1.0)
     cfg = EvalConfig(num_episodes=8, envs_per_actor=2, num_actors=2)
-    first = evaluate("wordle", spec, cfg, progress=False)
+    first = evaluate(TASK, spec, cfg, progress=False)
     marker = tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))
-    second = evaluate("wordle", spec, cfg, progress=False)
+    second = evaluate(TASK, spec, cfg, progress=False)
     assert marker.exists()                      # an actor really died ...
     assert [r["episode"] for r in second] == list(range(8))   # ... and every episode counted exactly once
     assert first == second                      # sampled with per-episode seeds: identical records
 
 
-def test_two_trial_sweep_trains_real_checkpoints_under_one_mlflow_parent(pipeline_run):
+def test_two_trial_sweep_of_a_baseline_trains_real_checkpoints_under_one_mlflow_parent(maze_run):
+    """A training sweep over a baseline stage's own field (filtered BC's top fraction)."""
     from pipeline.sweep import parse_search, run_sweep
 
-    out, _ = pipeline_run
-    search = dict([parse_search("lr=[1e-3,3e-4]")])
-    overrides = {**OVERRIDES, "train": {**OVERRIDES["train"], "max_steps": 4, "log_every": 4},
-                 "eval": {"num_episodes": 4, "num_validation_episodes": 4}}
-    results = run_sweep("wordle", str(out), "qsft", search, preset_name="tiny", overrides=overrides,
+    out, _ = maze_run
+    search = dict([parse_search("filter_top_fraction=[0.3,0.5]")])
+    overrides = {"bc": {"max_steps": 4, "log_every": 2}, "eval": FEW_EPISODES}
+    results = run_sweep(TASK, str(out), "filtered_bc", search, preset_name="tiny", overrides=overrides,
                         scheduler="fifo", progress=False)
     assert len(results) == 2 and not results.errors
-    trials = out / "sweeps" / "lr-qsft" / "trials"
-    checkpoints = sorted(trials.glob("*/checkpoint/stage.json"))
-    assert len(checkpoints) == 2
-    assert {json.loads(c.read_text())["config"]["lr"] for c in checkpoints} == {1e-3, 3e-4}
+    sweep = out / "sweeps" / "filter_top_fraction-filtered_bc"
+    stages = [json.loads(c.read_text()) for c in sorted((sweep / "trials").glob("*/checkpoint/stage.json"))]
+    assert sorted(s["config"]["filter_top_fraction"] for s in stages) == [0.3, 0.5]
+    for stage in stages:   # each trial kept its own share of the 1,000 episodes
+        fraction = stage["config"]["filter_top_fraction"]
+        assert stage["stage"] == "filtered_bc" and stage["step"] == 4
+        assert 1000 * fraction <= stage["selection"]["episodes_selected"] < 1000
     runs = mlflow_runs(out)
-    parent = next(r for r in runs if r.info.run_name == "wordle-sweep-lr-qsft")
+    parent = next(r for r in runs if r.info.run_name == f"{TASK}-sweep-filter_top_fraction-filtered_bc")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 2 and all("loss" in c.data.metrics for c in children)
-    assert (out / "sweeps" / "lr-qsft" / "sweep.png").exists()
-    assert json.loads((out / "sweeps" / "lr-qsft" / "sweep.json").read_text())["best_config"]["lr"] in (1e-3, 3e-4)
+    assert (sweep / "sweep.png").exists()
+    assert json.loads((sweep / "sweep.json").read_text())["best_config"]["filter_top_fraction"] in (0.3, 0.5)
 
 
-def test_beta_sweep_reuses_the_trained_checkpoints(pipeline_run):
+def test_beta_sweep_reuses_the_trained_checkpoints(maze_run):
     from pipeline.sweep import parse_search, run_sweep
 
-    out, _ = pipeline_run
+    out, _ = maze_run
     before = sorted(p.name for p in (out / "qsft").iterdir())
-    results = run_sweep("wordle", str(out), "qsft", dict([parse_search("beta=[1.0,16.0]")]), preset_name="tiny",
-                        overrides={"eval": {"num_episodes": 4, "num_validation_episodes": 4, "envs_per_actor": 2,
-                                            "num_actors": 1,
-                                            "cpus_per_actor": 0.25}}, progress=False)
+    results = run_sweep(TASK, str(out), "qsft", dict([parse_search("beta=[1.0,16.0]")]), preset_name="tiny",
+                        overrides={"eval": {**FEW_EPISODES, "num_actors": 1, "cpus_per_actor": 0.25}},
+                        progress=False)
     assert sorted(r.config["beta"] for r in results) == [1.0, 16.0]
     assert all(r.metrics["score"] is not None for r in results)
     assert sorted(p.name for p in (out / "qsft").iterdir()) == before   # nothing retrained
 
 
-def test_forced_stage_trains_again_from_scratch(pipeline_run):
+def test_forced_stage_trains_again_from_scratch(maze_run, tmp_path):
     """`--force qsft` redoes the stage (a new Ray Train run and MLflow run from step 0), where a plain
-    re-run would resume the finished run and train nothing."""
-    out, _ = pipeline_run
+    re-run would resume the finished run and train nothing; the evaluation after it is redone too."""
+    out = tmp_path / "copy"
+    shutil.copytree(maze_run[0], out, ignore=shutil.ignore_patterns("sweeps"))
     before = (out / "qsft" / "mlflow_run_id").read_text()
     evaluated = (out / "eval" / "qsft" / "summary.json").stat().st_mtime_ns
-    run_pipeline("wordle", str(out), "tiny", OVERRIDES, force=("qsft",), stages=("qsft", "eval"), progress=False)
+    run_pipeline(TASK, str(out), "tiny", {"qsft": {"max_steps": 6, "log_every": 3}, "eval": FEW_EPISODES},
+                 force=("qsft",), stages=("qsft", "eval"), progress=False)
     after = (out / "qsft" / "mlflow_run_id").read_text()
     assert (out / "eval" / "qsft" / "summary.json").stat().st_mtime_ns != evaluated   # downstream redone too
     assert after != before and read_stage_info(str(out / "qsft" / "checkpoint"))["step"] == 6

@@ -164,3 +164,17 @@ def test_bad_behaviour_json_is_a_one_line_error(behaviour, message, tmp_path, mo
     stderr = _one_line_error(cli.collect_main, ["--task", "wordle", "--episodes", "2", "--out", str(tmp_path / "d"),
                                                 "--behaviour", behaviour], monkeypatch, capsys)
     assert message in stderr, stderr
+
+
+def test_a_sweep_trial_fits_its_train_workers_into_the_cluster(ray_local, capsys):
+    """A preset sized for a stage alone (one worker with both cores) would leave a sweep trial's Train worker
+    waiting forever beside the trial's own slots; the sweep gives it what is left, or refuses clearly."""
+    from pipeline.sweep import _fit_workers
+
+    alone = TrainConfig(num_workers=1, cpus_per_worker=2.0)
+    assert _fit_workers(alone, held=0.75, concurrent=1).cpus_per_worker == 1.25   # the local Ray has 2 CPUs
+    assert "get 1.25 CPUs" in capsys.readouterr().out
+    small = TrainConfig(num_workers=2, cpus_per_worker=0.5)
+    assert _fit_workers(small, held=0.75, concurrent=1) is small
+    with pytest.raises(ConfigError, match="lower max_concurrent"):
+        _fit_workers(alone, held=1.8, concurrent=2)
