@@ -46,8 +46,7 @@ _TASK: dict[str, dict[str, dict[str, Any]]] = {
     "webshop": {"tiny": {"collect": {"episodes": 600}, "train": {"model.max_length": 768, "model.vocab_size": 1024}},
                 "cpu": {"train": {"model.max_length": 1024, "model.vocab_size": 2048}}},
     "alfworld": {"tiny": {"collect": {"episodes": 160}, "train": {"model.max_length": 512, "model.vocab_size": 1024},
-                          "eval": {"num_episodes": 30, "envs_per_actor": 4}},
-                 "cpu": {}},  # below, beside the maze settings it shares
+                          "eval": {"num_episodes": 30, "envs_per_actor": 4}}},  # cpu: below, with the maze's settings
 }
 
 # Robot episodes are short sequences (1 + 4 tokens a step, <= 201 tokens) over a 67-token vocabulary, but

@@ -140,11 +140,12 @@ def _fit_workers(cfg: TrainConfig, held: float, concurrent: int) -> TrainConfig:
 
     if cfg.use_gpu:
         return cfg
-    free = (ray.cluster_resources().get("CPU", 0) - held) / (concurrent * cfg.num_workers)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    free = (cpus - held) / (concurrent * cfg.num_workers)
     if cfg.cpus_per_worker <= free:
         return cfg
     if free < 0.25:
-        raise ConfigError(f"the cluster's {ray.cluster_resources().get('CPU', 0):g} CPUs leave {free:.2f} per Train "
+        raise ConfigError(f"the cluster's {cpus:g} CPUs leave {free:.2f} per Train "
                           f"worker beside the trials: lower max_concurrent, num_workers or eval.num_actors")
     print(f"sweep: each trial's {cfg.num_workers} Train worker(s) get {free:g} CPUs (cpus_per_worker was "
           f"{cfg.cpus_per_worker:g}), so that {concurrent} trial(s) fit on this cluster")
