@@ -79,7 +79,7 @@ def main():
 
     target = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
     behaviour = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
-    support = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps))
+    support = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps), TrainConfig().support_eps)
     supported = {**batch, "behaviour_ids": support.ids, "behaviour_logp": support.log_probs}  # as pipeline.support stores
     variants = {"bc": ("bc", batch), "qsft (pi_beta online)": ("qsft", batch),
                 "qsft (pi_beta precomputed)": ("qsft", supported)}

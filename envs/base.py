@@ -59,7 +59,6 @@ class Task:
     normalizer: ScoreNormalizer
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     has_admissible_actions: bool = False   # info["admissible_actions"] lists the legal actions
-    action_set: tuple[str, ...] = ()       # the same admissible actions at every state (Q-SFT's action-level backup)
     # Pixel tasks with continuous actions: the `envs.robot.actions.ActionTokenizer` that turns an action
     # into one bin token per dimension; observations are {"image", "proprio"} dicts. None: text task.
     action_tokenizer: Any = None

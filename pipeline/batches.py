@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+CANDIDATE_COLUMNS = ("candidate_counts", "candidate_lengths", "candidate_tokens")
+
 
 class PadBatch:
     """Right-pad a numpy batch of variable-length rows into tensors (Ray Data collate function)."""
@@ -46,10 +48,12 @@ def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
         k = int(batch["support_k"][0])
         support = {"behaviour_ids": torch.as_tensor(np.concatenate(list(batch["behaviour_ids"]))).long().view(-1, k),
                    "behaviour_logp": torch.as_tensor(np.concatenate(list(batch["behaviour_logp"]))).view(-1, k)}
-    if "behaviour_candidates" in batch:  # per bootstrapped turn end and candidate: pi_beta's last-token, action log-p
+    if "behaviour_candidates" in batch:  # per candidate, in order: pi_beta's last-token and action log-probs
         support["behaviour_candidates"] = torch.as_tensor(np.concatenate(list(batch["behaviour_candidates"]))).view(
-            -1, int(batch["support_candidates"][0]), 2)
-    return {**support, **observations,
+            -1, 2)
+    candidates = {key: torch.as_tensor(np.concatenate([np.asarray(row, dtype=np.int64) for row in batch[key]]))
+                  for key in CANDIDATE_COLUMNS if key in batch}  # pipeline.candidates, rows concatenated in order
+    return {**support, **observations, **candidates,
         "input_ids": input_ids,
         "attention_mask": (torch.arange(width)[None, :] < length[:, None]).long(),
         "action_mask": pad("action_mask", 0, torch.long),

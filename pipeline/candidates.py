@@ -1,27 +1,68 @@
-"""Q-SFT's action-level backup: every candidate action scored after every next state of a training batch.
+"""Q-SFT's action-level backup: each next state's admissible actions scored after it, for a whole training batch.
 
 In Q-SFT's token-level MDP an utterance carries no reward and no discount until its last token, so the value of
 a whole action a' at a state s' is the ratio at its last token a'_L (`<|eot|>`), where pi_beta(a'_L | s', a'_<L)
 ~ 1 and the ratio is p_target itself. The token-level backup instead maximises the ratio at the first tokens of
-s', dividing by pi_beta's small and imprecise probability of each action's first token. For a task with a
-fixed action set (`Task.action_set`) the action-level backup reads the value at the last tokens:
+s', dividing by pi_beta's small and imprecise probability of each action's first token. For a task that lists
+the admissible actions A(s') at each state (`info["admissible_actions"]`, kept in the data's step infos), the
+action-level backup reads the value at the last tokens:
 
-    V(s') = max_{a' : pi_beta(a'|s') / sum_c pi_beta(c|s') > eps}  p_target(a'_L | s', a'_<L) / pi_beta(a'_L | s', a'_<L)
+    V(s') = max_{a' in A(s') : pi_beta(a'|s') / sum_{c in A(s')} pi_beta(c|s') > eps}
+                p_target(a'_L | s', a'_<L) / pi_beta(a'_L | s', a'_<L)
 
 with pi_beta(a'|s') = prod_t pi_beta(a'_t | s', a'_<t) (`pipeline.losses.action_values`). The same operator in
-exact arithmetic; read where the model is precise.
+exact arithmetic; read where the model is precise. A state that lists no rankable action (WebShop's search page
+offers only the template "search[...]") keeps the token-level value.
 
-`append_candidates` builds the batch for it: each row's sequence, then, for each of its next states, every
-candidate's tokens a'_<L as a branch that attends to the prefix up to that state and to itself only (a 4-D
-additive mask and explicit position ids), so one forward per model scores them all (`candidate_log_probs`).
-pi_beta's part is fixed, so it can be computed once over the data (`pipeline.support`) instead of every step.
+Each training row carries, per bootstrapped turn end in order, its next state's candidates as token ids
+(`candidate_columns`: `candidate_counts`, `candidate_lengths`, `candidate_tokens`). `append_candidates` builds
+the batch: each row's sequence, then, for each of its next states, every candidate's tokens a'_<L as a branch
+that attends to the prefix up to that state and to itself only (a 4-D additive mask and explicit position ids),
+so one forward per model scores them all (`candidate_log_probs`). pi_beta's part is fixed, so the support pass
+(`pipeline.support`) computes it once over the data and keeps only the candidates in its support.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
+
+TEMPLATE_SUFFIX = "[...]"  # an admissible "action" the policy must write itself, e.g. WebShop's "search[...]"
+
+
+def rankable(actions: Sequence[str]) -> list[str]:
+    """The admissible actions that are whole actions (templates such as "search[...]" are written, not ranked)."""
+    return [a for a in actions if not a.endswith(TEMPLATE_SUFFIX)]
+
+
+def candidate_columns(per_state: Sequence[Sequence[Sequence[int]]]) -> dict[str, np.ndarray]:
+    """A row's candidates, one list of token-id lists per bootstrapped turn end, as three flat int32 columns."""
+    lists = [c for state in per_state for c in state]
+    return {"candidate_counts": np.asarray([len(state) for state in per_state], dtype=np.int32),
+            "candidate_lengths": np.asarray([len(c) for c in lists], dtype=np.int32),
+            "candidate_tokens": np.asarray([t for c in lists for t in c], dtype=np.int32)}
+
+
+def split_candidates(counts: Sequence[int], lengths: Sequence[int], tokens: Sequence[int]) -> list[list[list[int]]]:
+    """The inverse of `candidate_columns`: per state, its candidates' token ids."""
+    out, c, t = [], 0, 0
+    for count in counts:
+        state = []
+        for length in lengths[c: c + count]:
+            state.append([int(x) for x in tokens[t: t + length]])
+            t += length
+        out.append(state)
+        c += count
+    return out
+
+
+def batch_candidates(batch: dict[str, Any]) -> list[list[list[int]]]:
+    """Per bootstrapped turn end of a padded batch (transition order: row by row), its candidates' token ids."""
+    return split_candidates(batch["candidate_counts"].tolist(), batch["candidate_lengths"].tolist(),
+                            batch["candidate_tokens"].tolist())
 
 
 def bootstrapped_turn_ends(turn_end: torch.Tensor, tr) -> torch.Tensor:
@@ -37,14 +78,15 @@ class Branches(NamedTuple):
     rows: torch.Tensor            # (T,) where each candidate token a'_t is predicted: batch row ...
     positions: torch.Tensor       # (T,) ... and sequence index
     tokens: torch.Tensor          # (T,) the candidate token a'_t
-    owner: torch.Tensor           # (T,) index (state m * K + candidate k) of the candidate the token belongs to
-    last: torch.Tensor            # (M * K,) index into the T tokens of each candidate's last token a'_L
+    owner: torch.Tensor           # (T,) index of the candidate the token belongs to (all states' candidates in order)
+    last: torch.Tensor            # (C,) index into the T tokens of each candidate's last token a'_L
 
 
 def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torch.Tensor, states: torch.Tensor,
-                      candidates: list[list[int]], dtype: torch.dtype = torch.float32) -> Branches:
-    """Branches of the K `candidates` (token ids, each ending with its last token a'_L) after each of the M
-    next states (`rows`, `states`: the index of the state's last token s', as in `Transitions.next_state_pos`).
+                      candidates: Sequence[Sequence[Sequence[int]]], dtype: torch.dtype = torch.float32) -> Branches:
+    """Branches of each of the M next states' `candidates` (per state, token-id lists, each ending with its last
+    token a'_L) after that state (`rows`, `states`: the index of the state's last token s', as in
+    `Transitions.next_state_pos`).
 
     input_ids: (B, L) right-padded, lengths: (B,). A branch token at sequence position p + 1 + t (p = the state
     index) attends to the row's tokens 0..p and to its own branch's earlier tokens; the rows' own tokens keep
@@ -58,15 +100,15 @@ def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torc
     block_group: list[list[int]] = [[] for _ in range(batch)]  # its branch, unique in the row
     read_rows, read_pos, tokens, owner, last = [], [], [], [], []
     branch_count = [0] * batch
-    for m, (b, p) in enumerate(zip(rows.tolist(), states.tolist())):
-        for k, candidate in enumerate(candidates):
+    for b, p, state_candidates in zip(rows.tolist(), states.tolist(), candidates):
+        for candidate in state_candidates:
             group, branch_count[b] = branch_count[b], branch_count[b] + 1
             start = length + len(blocks[b])
             for t, token in enumerate(candidate):
                 read_rows.append(b)
                 read_pos.append(p if t == 0 else start + t - 1)
                 tokens.append(token)
-                owner.append(m * len(candidates) + k)
+                owner.append(len(last))
             last.append(len(tokens) - 1)
             prefix = candidate[:-1]
             blocks[b] += prefix
@@ -109,15 +151,23 @@ def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torc
                     tensor(owner), tensor(last))
 
 
-def candidate_log_probs(model: torch.nn.Module, branches: Branches, rows: torch.Tensor, states: torch.Tensor,
-                        num_candidates: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def candidate_log_probs(model: torch.nn.Module, branches: Branches, rows: torch.Tensor, states: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward over `branches`: (log p(.|s) at each of the rows' positions (`rows`, `states`): (N, V);
-    log p(a'_L | s', a'_<L) of each candidate's last token: (M, K); log p(a'|s') = sum_t log p(a'_t | s', a'_<t):
-    (M, K)), for the M next states and K candidates the branches were built for."""
+    log p(a'_L | s', a'_<L) of each candidate's last token: (C,); log p(a'|s') = sum_t log p(a'_t | s', a'_<t):
+    (C,)), for the C candidates of all the states the branches were built for, in order."""
     n = len(rows)
     log_p = model(branches.input_ids, branches.attention_mask, torch.cat([rows, branches.rows]),
                   torch.cat([states, branches.positions]), position_ids=branches.position_ids).float().log_softmax(-1)
     token = log_p[n:].gather(-1, branches.tokens[:, None])[:, 0]
-    shape = (len(branches.last) // num_candidates, num_candidates)
-    action = torch.zeros(len(branches.last), device=token.device).index_add_(0, branches.owner, token).view(shape)
-    return log_p[:n], token[branches.last].view(shape), action
+    action = torch.zeros(len(branches.last), device=token.device).index_add_(0, branches.owner, token)
+    return log_p[:n], token[branches.last], action
+
+
+def by_state(values: torch.Tensor, counts: Sequence[int], fill: float) -> torch.Tensor:
+    """Flat per-candidate values (C,) as (M, K_max), one row per state, padded with `fill`."""
+    width = max(counts, default=0)
+    out = values.new_full((len(counts), width), fill)
+    index = torch.tensor([m * width + k for m, count in enumerate(counts) for k in range(count)],
+                         dtype=torch.long, device=values.device)
+    return out.view(-1).index_copy(0, index, values).view(len(counts), width)

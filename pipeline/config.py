@@ -66,7 +66,7 @@ class TrainConfig:
     behaviour_support: Literal["precomputed", "online"] = "precomputed"  # pi_beta's top-k stored by one
     #                                 batch-inference pass over the data, or a pi_beta forward every step
     backup: Literal["token", "action"] = "token"  # the next-state value: max of first-token ratios, or of
-    #                                 each action's last-token ratio (tasks with a fixed action set; pipeline.candidates)
+    #                                 each admissible action's last-token ratio (tasks that list them; pipeline.candidates)
     target_update: Literal["polyak", "hard"] = "polyak"
     tau: float = 0.005              # Polyak rate
     hard_update_every: int = 100    # steps between hard copies

@@ -132,6 +132,13 @@ def bellman_targets(
     return BellmanTargets(y, in_support.sum(dim=-1), unclipped != y)
 
 
+def action_support(behaviour_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
+    """(M, K) bool: the candidates in pi_beta's support at each state, pi_beta(a'|s') / sum_c pi_beta(c|s') > eps,
+    plus the most likely one, so that every state has one. Padding candidates carry log-probability -inf."""
+    normalised = behaviour_action_logp.float() - behaviour_action_logp.float().logsumexp(-1, keepdim=True)
+    return (normalised > math.log(support_eps)) | (normalised == normalised.max(-1, keepdim=True).values)
+
+
 def action_values(target_last_logp: torch.Tensor, behaviour_last_logp: torch.Tensor,
                   behaviour_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
     """The action-level next-state value of Q-SFT's backup (`pipeline.candidates`), for M states and K candidates:
@@ -139,11 +146,11 @@ def action_values(target_last_logp: torch.Tensor, behaviour_last_logp: torch.Ten
         V(s') = max_{a' : pi_beta(a'|s') / sum_c pi_beta(c|s') > eps}  p_target(a'_L | s', a'_<L) / pi_beta(a'_L | s', a'_<L)
 
     target_last_logp, behaviour_last_logp: (M, K) log-probabilities of each candidate's last token a'_L;
-    behaviour_action_logp: (M, K) log pi_beta(a'|s') = sum_t log pi_beta(a'_t | s', a'_<t). The most likely
-    candidate is always in the support, so V(s') is defined at every state.
+    behaviour_action_logp: (M, K) log pi_beta(a'|s') = sum_t log pi_beta(a'_t | s', a'_<t), -inf where a state
+    has fewer than K candidates (padding). The most likely candidate is always in the support, so V(s') is
+    defined at every state with a candidate.
     """
-    normalised = behaviour_action_logp.float() - behaviour_action_logp.float().logsumexp(-1, keepdim=True)
-    in_support = (normalised > math.log(support_eps)) | (normalised == normalised.max(-1, keepdim=True).values)
+    in_support = action_support(behaviour_action_logp, support_eps)
     log_ratio = (target_last_logp.float() - behaviour_last_logp.float()).masked_fill(~in_support, -torch.inf)
     return log_ratio.max(dim=-1).values.exp()
 

@@ -43,8 +43,7 @@ _COMMON: dict[str, dict[str, Any]] = {
 _TASK: dict[str, dict[str, dict[str, Any]]] = {
     "twenty_questions": {"tiny": {"train": {"model": "tiny"}, "eval": {"max_action_tokens": 32}}},
     # WebShop pages are long: a longer context, and a larger tokenizer so pages cost fewer tokens.
-    "webshop": {"tiny": {"collect": {"episodes": 600}, "train": {"model.max_length": 768, "model.vocab_size": 1024}},
-                "cpu": {"train": {"model.max_length": 1024, "model.vocab_size": 2048}}},
+    "webshop": {"tiny": {"collect": {"episodes": 600}, "train": {"model.max_length": 768, "model.vocab_size": 1024}}},
     "alfworld": {"tiny": {"collect": {"episodes": 160}, "train": {"model.max_length": 512, "model.vocab_size": 1024},
                           "eval": {"num_episodes": 30, "envs_per_actor": 4}}},  # cpu: below, with the maze's settings
 }
@@ -129,6 +128,21 @@ _TASK["alfworld"]["cpu"] = {
     "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": 400},
     "eval": {"num_episodes": 30, "repeats": 7, "num_validation_episodes": 8, "envs_per_actor": 8,
              "support_eps": 0.1, "temperatures": (0.0, 1.0), "betas": (8.0, 32.0), "ratio_forms": (True,)},
+}
+
+# WebShop: the same recipe. Episodes are ~5 turns of ~130 tokens (the 2048-token BPE): 1024 tokens hold 78% of
+# them whole, and a cut row bootstraps from its last kept page. 100 held-out instructions, each played twice;
+# validation plays 40 training instructions twice. The search query is generated, every click is ranked, and
+# Q-SFT's backup reads each page's clickables at their last token (the action-level backup; a search page keeps
+# the token-level value).
+_TASK["webshop"]["cpu"] = {
+    "collect": {"episodes": 2000},
+    "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 1024, "model.vocab_size": 2048,
+              "batch_size": 16, "log_every": 25},
+    "bc": {"epochs": 20, "max_steps": 500},
+    "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP, "epochs": 20, "max_steps": 500},
+    "eval": {"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "envs_per_actor": 8,
+             "support_eps": 0.1, "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), "ratio_forms": (True,)},
 }
 
 PRESET_NAMES = tuple(_COMMON)

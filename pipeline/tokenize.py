@@ -145,11 +145,28 @@ def _codec(tokenizer_dir: str, task_name: str) -> TurnCodec | ActionCodec:
     return make_codec(load_tokenizer(tokenizer_dir), envs.get_task(task_name))
 
 
-def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: int):
+def bootstrapped_turns(row: dict[str, Any]) -> range:
+    """The kept turns of a row whose last token bootstraps from the next state: all but a terminal last one."""
+    return range(row["kept_turns"] - 1 if row["terminated"] else row["kept_turns"])
+
+
+def next_state_candidates(codec: TurnCodec, infos: Sequence[dict[str, Any]], row: dict[str, Any]
+                          ) -> dict[str, np.ndarray]:
+    """A row's candidate columns: for each bootstrapped turn t, the rankable actions that the step info of the
+    next state, infos[t + 1]["admissible_actions"], lists, as token ids (`pipeline.candidates`)."""
+    from pipeline.candidates import candidate_columns, rankable
+
+    return candidate_columns([[codec.action_ids(a) for a in rankable(infos[t + 1].get("admissible_actions") or [])]
+                              for t in bootstrapped_turns(row)])
+
+
+def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: int, with_candidates: bool = False):
     """Map a Ray Dataset of episode records to training rows; drops episodes whose first turn does not fit.
 
     Rows of pixel tasks also carry the kept observations' PNG images (`obs_images`) and proprioception
-    (`obs_proprio`, flat), one per <|obs|> token in order.
+    (`obs_proprio`, flat), one per <|obs|> token in order. `with_candidates` adds, per bootstrapped turn, the
+    next state's rankable admissible actions as token ids (`pipeline.candidates.candidate_columns`), read from
+    the step infos the environment gave.
     """
     import envs
 
@@ -164,6 +181,8 @@ def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: i
             unit = task.unit_rewards([float(r) for r in batch["rewards"][i]], terminated)
             row = encode_episode(codec, observations, actions, unit, terminated, max_length)
             row["episode_id"] = int(batch["episode_id"][i])
+            if with_candidates:
+                row.update(next_state_candidates(codec, json.loads(batch["infos"][i]), row))
             if isinstance(codec, ActionCodec):
                 attach_observations(codec, row, observations, list(batch["images"][i]))
             for key, value in row.items():

@@ -31,7 +31,13 @@ import torch
 
 from pipeline import losses
 from pipeline.batches import PadBatch, observation_inputs
-from pipeline.candidates import append_candidates, bootstrapped_turn_ends, candidate_log_probs
+from pipeline.candidates import (
+    append_candidates,
+    batch_candidates,
+    bootstrapped_turn_ends,
+    by_state,
+    candidate_log_probs,
+)
 from pipeline.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
 from pipeline.models import (
     STAGE_FILE,
@@ -46,7 +52,6 @@ from pipeline.models import (
     read_stage_info,
     save_checkpoint,
 )
-from pipeline.tokenize import make_codec
 
 FINAL_CHECKPOINT = "checkpoint"
 # Each stage's budget and shared fields (gamma, tau, epochs) come from the preset's BC or Q-SFT section.
@@ -71,10 +76,8 @@ def method_config(stage: str, bc_cfg: TrainConfig, qsft_cfg: TrainConfig, overri
 
 # -------------------------------------------------------------------------------------------- step
 def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn.Module,
-              target: torch.nn.Module | None, behaviour: torch.nn.Module | None,
-              candidates: list[list[int]] | None = None) -> tuple[torch.Tensor, dict]:
-    """The stage's loss on one padded batch, and its diagnostics. `candidates`: the task's action set as token
-    ids (Q-SFT's action-level backup)."""
+              target: torch.nn.Module | None, behaviour: torch.nn.Module | None) -> tuple[torch.Tensor, dict]:
+    """The stage's loss on one padded batch, and its diagnostics."""
     tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
                             batch["lengths"], batch["terminated"], cfg.gamma, cfg.per_token_discount)
     ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
@@ -87,7 +90,7 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
     if cfg.stage == "spo":
         return _spo_loss(cfg, batch, tr, logits, behaviour)
     if cfg.backup == "action":
-        y = _action_backup_targets(cfg, batch, tr, target, behaviour, candidates)
+        y = _action_backup_targets(cfg, batch, tr, target, behaviour)
     else:
         with torch.no_grad():
             next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
@@ -115,31 +118,40 @@ def _with_behaviour(batch: dict[str, torch.Tensor], next_target: torch.Tensor, b
 
 @torch.no_grad()
 def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions,
-                           target: torch.nn.Module, behaviour: torch.nn.Module | None, candidates: list[list[int]]
-                           ) -> losses.BellmanTargets:
+                           target: torch.nn.Module, behaviour: torch.nn.Module | None) -> losses.BellmanTargets:
     """Q-SFT's targets with the action-level next-state value (pipeline.candidates) at every turn's last token
-    that bootstraps; the tokens inside an utterance keep the token-level targets. One forward per model reads
-    both: the batch's rows with every candidate branched after each of those next states. pi_beta's part comes
-    from the batch where the support pass stored it (`behaviour_candidates`), else from a forward."""
-    boot = bootstrapped_turn_ends(batch["turn_end"], tr)
-    branches = append_candidates(batch["input_ids"], batch["lengths"], tr.row[boot], tr.next_state_pos[boot],
-                                 candidates, torch.bfloat16 if cfg.bf16 else torch.float32)
-    next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos, len(candidates))
+    that bootstraps from a state with candidates (the batch's `candidate_*` columns); the tokens inside an
+    utterance, and turn ends before a state with none, keep the token-level targets. One forward per model reads
+    both: the batch's rows with each state's candidates branched after it. pi_beta's part comes from the batch
+    where the support pass stored it (`behaviour_candidates`), else from a forward."""
+    boot = bootstrapped_turn_ends(batch["turn_end"], tr).nonzero()[:, 0]
+    per_state = batch_candidates(batch)
+    if len(per_state) != len(boot):
+        raise ValueError(f"the batch lists candidates for {len(per_state)} next states but has {len(boot)} "
+                         "bootstrapped turn ends; tokenize the data again")
+    sizes = [len(c) for c in per_state if c]
+    ranked = boot[torch.tensor([bool(c) for c in per_state], dtype=torch.bool)]
+    branches = append_candidates(batch["input_ids"], batch["lengths"], tr.row[ranked], tr.next_state_pos[ranked],
+                                 [c for c in per_state if c], torch.bfloat16 if cfg.bf16 else torch.float32)
+    next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos)
     if "behaviour_candidates" in batch:
         behaviour_last, behaviour_action = batch["behaviour_candidates"].unbind(-1)
         next_target, next_behaviour = _with_behaviour(batch, next_target, None)
     else:
         next_behaviour, behaviour_last, behaviour_action = candidate_log_probs(
-            behaviour, branches, tr.row, tr.next_state_pos, len(candidates))
+            behaviour, branches, tr.row, tr.next_state_pos)
     y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
-    value = losses.action_values(target_last, behaviour_last, behaviour_action, cfg.support_eps)
+    if not sizes:
+        return y
+    value = losses.action_values(by_state(target_last, sizes, 0.0), by_state(behaviour_last, sizes, 0.0),
+                                 by_state(behaviour_action, sizes, -torch.inf), cfg.support_eps)
     unclipped = y.target.clone()
-    unclipped[boot] = tr.reward[boot] + tr.discount[boot] * value
+    unclipped[ranked] = tr.reward[ranked] + tr.discount[ranked] * value
     target_values = unclipped.clamp(0.0, 1.0)
     support = y.support_size.clone()
-    support[boot] = len(candidates)
+    support[ranked] = torch.tensor(sizes, device=support.device, dtype=support.dtype)
     clipped = y.clipped.clone()
-    clipped[boot] = unclipped[boot] != target_values[boot]
+    clipped[ranked] = unclipped[ranked] != target_values[ranked]
     return losses.BellmanTargets(target_values, support, clipped)
 
 
@@ -288,7 +300,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step, total)
             with autocast:
-                loss, stats = step_loss(cfg, batch, policy, target, behaviour, config["candidates"])
+                loss, stats = step_loss(cfg, batch, policy, target, behaviour)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.grad_clip)
@@ -320,28 +332,17 @@ def load_trainer_state(folder: str) -> dict[str, Any]:
     return torch.load(os.path.join(folder, TRAINER_STATE_FILE), weights_only=True)
 
 
-def check_backup(cfg: TrainConfig, task_name: str) -> tuple[str, ...]:
-    """The action set Q-SFT's action-level backup branches over (empty for the token-level backup)."""
+def check_backup(cfg: TrainConfig, task_name: str) -> bool:
+    """Whether the stage's rows need each next state's candidates (Q-SFT's action-level backup); a ConfigError
+    where the backup cannot apply."""
     if cfg.backup == "token":
-        return ()
+        return False
     import envs
 
-    action_set = envs.get_task(task_name).action_set
-    if cfg.stage != "qsft" or not action_set:
-        raise ConfigError(f"config field 'backup' = 'action' needs the qsft stage and a task with a fixed action "
-                          f"set (Task.action_set); got stage {cfg.stage!r} on {task_name!r}")
-    return action_set
-
-
-def action_candidates(cfg: TrainConfig, tokenizer_dir: str, task_name: str) -> list[list[int]]:
-    """The task's action set as token ids of `tokenizer_dir` for the action-level backup (else empty)."""
-    action_set = check_backup(cfg, task_name)
-    if not action_set:
-        return []
-    import envs
-
-    codec = make_codec(load_tokenizer(tokenizer_dir), envs.get_task(task_name))
-    return [codec.action_ids(action) for action in action_set]
+    if cfg.stage != "qsft" or not envs.get_task(task_name).has_admissible_actions:
+        raise ConfigError(f"config field 'backup' = 'action' needs the qsft stage and a task that lists admissible "
+                          f"actions (Task.has_admissible_actions); got stage {cfg.stage!r} on {task_name!r}")
+    return True
 
 
 def check_bc_checkpoint(path: str, task_name: str) -> None:
@@ -388,7 +389,6 @@ class TrainingData:
     tokenizer_dir: str
     info: dict[str, int]
     selection: dict[str, Any] = field(default_factory=dict)
-    candidates: list[list[int]] = field(default_factory=list)  # the action-level backup's action set, as token ids
 
     @property
     def episodes_used(self) -> int:
@@ -408,7 +408,8 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
     wait_for_free_cpus()
     episodes = read_episodes(data_dir).materialize()  # read once: grouping steps into episodes is a shuffle
     tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, episodes, out, task_name)
-    tokenized = tokenize_dataset(episodes, tokenizer_dir, task_name, cfg.model.max_length)
+    tokenized = tokenize_dataset(episodes, tokenizer_dir, task_name, cfg.model.max_length,
+                                 with_candidates=check_backup(cfg, task_name))
     tokenized = tokenized.materialize()
     kept = usable = tokenized.filter(expr=col("length") > 0).materialize()
     selection: dict[str, Any] = {}
@@ -416,16 +417,15 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
         kept, selection = top_episodes(usable, episode_table(episodes), cfg.filter_top_fraction)
     elif cfg.stage == "spo":
         kept, selection = with_initial_values(usable, episode_table(episodes), cfg)
-    candidates = action_candidates(cfg, tokenizer_dir, task_name)
     if cfg.stage == "qsft" and cfg.behaviour_support == "precomputed":
         from pipeline.support import add_behaviour_support
 
-        kept = add_behaviour_support(kept, bc_checkpoint, cfg, candidates)
+        kept = add_behaviour_support(kept, bc_checkpoint, cfg)
     kept = kept.materialize()
     count = tokenized.count()
     info = {"episodes": count, "episodes_used": kept.count(), "episodes_dropped": count - usable.count(),
             "turns_dropped": int(column_sum(tokenized, "dropped_turns"))}
-    return TrainingData(kept, tokenizer_dir, info, selection, candidates)
+    return TrainingData(kept, tokenizer_dir, info, selection)
 
 
 def episode_table(episodes) -> dict[int, tuple[float, str]]:
@@ -527,7 +527,7 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": to_dict(cfg), "tokenizer_dir": tokenizer_dir, "bc_checkpoint": bc_checkpoint,
-                           "total_steps": total, "data": data_dir, "progress": progress, "candidates": data.candidates,
+                           "total_steps": total, "data": data_dir, "progress": progress,
                            "stage_info": {**stage_info, **({"selection": data.selection} if data.selection else {})},
                            "observation_space": pixel_observation_space(task_name),
                            "mlflow": {"tracking_uri": run.tracking_uri, "run_id": run.run_id}},

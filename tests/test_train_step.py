@@ -26,7 +26,7 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
     # pi_beta fit to the rows (a random one puts ~1/V < eps on every token: both supports would be empty)
     behaviour_model = fit_behaviour(load_initial_model(mcfg, tokenizer, seed=1), pad_rows(batch, tokenizer.pad_token_id))
     save_checkpoint(str(tmp_path), behaviour_model, tokenizer, {"stage": "bc"})
-    batch = BehaviourSupport(str(tmp_path), k=100)(batch)
+    batch = BehaviourSupport(str(tmp_path), k=100, support_eps=0.01)(batch)
     online, precomputed = pad_rows({k: v for k, v in batch.items() if not k.startswith(("behaviour", "support"))},
                                    tokenizer.pad_token_id), pad_rows(batch, tokenizer.pad_token_id)
     assert "behaviour_logp" in precomputed and "behaviour_logp" not in online

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Sequence
 
 from envs.base import ScoreNormalizer, Task
-from envs.maze.env import LAYOUTS, MOVES, STANDARD
+from envs.maze.env import LAYOUTS, STANDARD
 from envs.maze.policies import MixtureBehaviour, ShortestPathSolver
 
 
@@ -51,7 +51,6 @@ def maze_task(name: str, layout: str, normalizer: ScoreNormalizer) -> Task:
         env_kwargs={"layout": layout},
         make_solver=functools.partial(ShortestPathSolver, grid),
         has_admissible_actions=True,
-        action_set=tuple(MOVES),
     )
 
 

@@ -1,0 +1,95 @@
+"""Why a WebShop policy does not buy: scripted references, and a checkpoint's choice on the data's results pages.
+
+    python benchmarks/webshop_probe.py [--checkpoint RUN/bc/checkpoint --data RUN/data] [--pages-from 40]
+
+1. References on the held-out instructions (no learning): search the instruction without its price clause, open
+   the first result or a random one, and buy at once. They show what a policy that merely opens a product scores.
+2. With a checkpoint (BC's): at the results pages of the first `--pages-from` training episodes of `--data`, the
+   probability it gives the products among the page's clickables (`LMPolicy.rank`, normalised over the page, T=1),
+   against the behaviour, which opened a product at most of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import os
+import random
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from envs.webshop.env import WebShopEnv  # noqa: E402
+from envs.webshop.shopper import _PRICE_CLAUSE  # noqa: E402
+
+NAVIGATION = ("click[Back to Search]", "click[Next >]", "click[< Prev]")
+
+
+def reference_score(pick_first: bool, episodes: int = 100) -> float:
+    """Mean score of: search the instruction, open the first (or a random) result, buy."""
+    env, scores = WebShopEnv(), []
+    for i in range(episodes):
+        _, info = env.reset(seed=i, options={"split": "eval", "index": i % 100})
+        rng = random.Random(i)
+        action = "search[" + _PRICE_CLAUSE.sub("", env._goal.instruction_text) + "]"
+        while True:
+            _, reward, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                scores.append(reward if terminated else 0.0)
+                break
+            products = [a for a in info["admissible_actions"] if a not in NAVIGATION]
+            if info["page"] == "results":
+                action = products[0] if pick_first else rng.choice(products)
+            else:
+                action = "click[Buy Now]"
+    return statistics.mean(scores)
+
+
+def product_mass(checkpoint: str, data: str, episodes: int) -> tuple[int, float, float]:
+    """(results pages, the checkpoint's mean probability on the products there, the behaviour's product rate)."""
+    import pyarrow.fs as pafs
+
+    import envs
+    from pipeline.data import group_episodes, read_shard_rows
+    from pipeline.policy import LMPolicy, PolicySpec
+
+    policy = LMPolicy(PolicySpec(behaviour=checkpoint, temperature=1.0), envs.get_task("webshop"))
+    loaded = []
+    for shard in sorted(glob.glob(os.path.join(data, "*.parquet"))):
+        loaded += group_episodes(read_shard_rows(shard, pafs.LocalFileSystem()), data)
+        if len(loaded) >= episodes:
+            break
+    masses, behaviour_opened = [], []
+    for episode in loaded[:episodes]:
+        segments = [policy.segment(episode.observations[0])]
+        for t, action in enumerate(episode.actions):
+            info = episode.infos[t]
+            if info.get("page") == "results":
+                candidates = info["admissible_actions"]
+                scores = policy.rank(policy.context(segments), candidates)
+                top = max(scores)
+                weights = [math.exp(s - top) for s in scores]
+                masses.append(sum(w for c, w in zip(candidates, weights) if c not in NAVIGATION) / sum(weights))
+                behaviour_opened.append(action not in NAVIGATION)
+            segments.append(policy.segment(episode.observations[t + 1], action))
+    return len(masses), statistics.mean(masses), statistics.mean(behaviour_opened)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--data")
+    parser.add_argument("--pages-from", type=int, default=40, help="training episodes whose results pages to read")
+    args = parser.parse_args()
+    print(f"held-out references (100 instructions): first result {reference_score(True):.3f}, "
+          f"random result {reference_score(False):.3f}")
+    if args.checkpoint:
+        pages, mass, opened = product_mass(args.checkpoint, args.data, args.pages_from)
+        print(f"{pages} results pages: the checkpoint's probability on the products {mass:.3f}; "
+              f"the behaviour opened a product at {opened:.0%} of them")
+
+
+if __name__ == "__main__":
+    main()
