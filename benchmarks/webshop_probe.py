@@ -21,8 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from envs.webshop.env import WebShopEnv  # noqa: E402
-from envs.webshop.shopper import _PRICE_CLAUSE  # noqa: E402
+from envs.webshop.env import WebShopEnv
+from envs.webshop.shopper import _PRICE_CLAUSE
 
 NAVIGATION = ("click[Back to Search]", "click[Next >]", "click[< Prev]")
 
