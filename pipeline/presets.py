@@ -145,6 +145,20 @@ _TASK["webshop"]["cpu"] = {
              "support_eps": 0.1, "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), "ratio_forms": (True,)},
 }
 
+# Twenty Questions: the same recipe with generated questions (the task lists no admissible actions, so Q-SFT keeps
+# the token-level backup). A game is <= 20 turns of ~10 tokens after a 24-token prompt (the 1024-token BPE), so
+# whole episodes fit in 256 tokens. 100 held-out objects, each played twice; validation plays 40 training
+# instances twice.
+_TASK["twenty_questions"]["cpu"] = {
+    "collect": {"episodes": 5000},
+    "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 256, "model.vocab_size": 1024,
+              "batch_size": 32, "log_every": 50},
+    "bc": {"epochs": 20, "max_steps": 800},
+    "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": 800},
+    "eval": {"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "envs_per_actor": 8,
+             "max_action_tokens": 32, "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), "ratio_forms": (True,)},
+}
+
 PRESET_NAMES = tuple(_COMMON)
 
 
