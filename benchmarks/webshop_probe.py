@@ -6,7 +6,8 @@
    the first result or a random one, and buy at once. They show what a policy that merely opens a product scores.
 2. With a checkpoint (BC's): at the results pages of the first `--pages-from` training episodes of `--data`, the
    probability it gives the products among the page's clickables (`LMPolicy.rank`, normalised over the page, T=1),
-   against the behaviour, which opened a product at most of them.
+   against the behaviour, which opened a product at most of them; and, where the behaviour opened one, the
+   checkpoint's log-probability of each token of that product's ID given the page (copying it would score ~0).
 """
 
 from __future__ import annotations
@@ -47,21 +48,25 @@ def reference_score(pick_first: bool, episodes: int = 100) -> float:
     return statistics.mean(scores)
 
 
-def product_mass(checkpoint: str, data: str, episodes: int) -> tuple[int, float, float]:
-    """(results pages, the checkpoint's mean probability on the products there, the behaviour's product rate)."""
+def product_mass(checkpoint: str, data: str, episodes: int) -> tuple[int, float, float, list[float]]:
+    """(results pages, the checkpoint's mean probability on the products there, the behaviour's product rate,
+    the mean log-probability of each token of the clicked product's action)."""
     import pyarrow.fs as pafs
+    import torch
 
     import envs
     from pipeline.data import group_episodes, read_shard_rows
+    from pipeline.models import load_model
     from pipeline.policy import LMPolicy, PolicySpec
 
     policy = LMPolicy(PolicySpec(behaviour=checkpoint, temperature=1.0), envs.get_task("webshop"))
+    model = load_model(checkpoint).eval()
     loaded = []
     for shard in sorted(glob.glob(os.path.join(data, "*.parquet"))):
         loaded += group_episodes(read_shard_rows(shard, pafs.LocalFileSystem()), data)
         if len(loaded) >= episodes:
             break
-    masses, behaviour_opened = [], []
+    masses, behaviour_opened, token_log_probs = [], [], {}
     for episode in loaded[:episodes]:
         segments = [policy.segment(episode.observations[0])]
         for t, action in enumerate(episode.actions):
@@ -73,8 +78,15 @@ def product_mass(checkpoint: str, data: str, episodes: int) -> tuple[int, float,
                 weights = [math.exp(s - top) for s in scores]
                 masses.append(sum(w for c, w in zip(candidates, weights) if c not in NAVIGATION) / sum(weights))
                 behaviour_opened.append(action not in NAVIGATION)
+                if action not in NAVIGATION:
+                    context, ids = policy.context(segments).ids, policy.codec.action_ids(action)
+                    with torch.no_grad():
+                        log_p = model(input_ids=torch.tensor([context + ids])).logits[0].float().log_softmax(-1)
+                    for k, token in enumerate(ids):
+                        token_log_probs.setdefault(k, []).append(log_p[len(context) - 1 + k, token].item())
             segments.append(policy.segment(episode.observations[t + 1], action))
-    return len(masses), statistics.mean(masses), statistics.mean(behaviour_opened)
+    per_token = [statistics.mean(token_log_probs[k]) for k in sorted(token_log_probs)]
+    return len(masses), statistics.mean(masses), statistics.mean(behaviour_opened), per_token
 
 
 def main() -> None:
@@ -86,9 +98,11 @@ def main() -> None:
     print(f"held-out references (100 instructions): first result {reference_score(True):.3f}, "
           f"random result {reference_score(False):.3f}")
     if args.checkpoint:
-        pages, mass, opened = product_mass(args.checkpoint, args.data, args.pages_from)
+        pages, mass, opened, per_token = product_mass(args.checkpoint, args.data, args.pages_from)
         print(f"{pages} results pages: the checkpoint's probability on the products {mass:.3f}; "
               f"the behaviour opened a product at {opened:.0%} of them")
+        print("log-prob of each token of the opened product's action (click [ B 0 ... ] <|eot|>):",
+              ", ".join(f"{x:.2f}" for x in per_token))
 
 
 if __name__ == "__main__":
