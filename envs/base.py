@@ -58,7 +58,8 @@ class Task:
     success: Callable[[Sequence[float], bool], bool]              # (raw step rewards, terminated) -> solved?
     normalizer: ScoreNormalizer
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    has_admissible_actions: bool = False   # info["admissible_actions"] lists the legal actions
+    has_admissible_actions: bool = False   # info["admissible_actions"] lists the legal actions (ranked at inference, and
+    #                                        the candidates of Q-SFT's action-level backup, pipeline.candidates)
     # Pixel tasks with continuous actions: the `envs.robot.actions.ActionTokenizer` that turns an action
     # into one bin token per dimension; observations are {"image", "proprio"} dicts. None: text task.
     action_tokenizer: Any = None
