@@ -114,50 +114,41 @@ _TASK["maze_small"] = {
              "eval": {**_MAZE_EVAL, "num_episodes": 40, "num_validation_episodes": 40, "repeats": 5}},
 }
 
-# ALFWorld: the maze's recipe on a household task. Every policy chooses among the admissible commands (Q-SFT
-# reading Q at each command's <|eot|>), one worker with both cores, rotary positions. Episodes are up to 30
-# turns of ~30 tokens after a ~70-token prompt (the 1024-token BPE): 1024 tokens hold 75% of the data's episodes
-# whole, and the successful ones (shorter) nearly all. Only 30 held-out games: each is played 7 times (210
-# episodes); validation plays the first 8 training games 7 times each. Sampled policies loop less than greedy
-# ones, so the temperature is chosen on validation as for the maze.
-_TASK["alfworld"]["cpu"] = {
-    "collect": {"episodes": 600},
-    "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 1024, "model.vocab_size": 1024,
-              "batch_size": 16, "log_every": 25},
-    "bc": {"epochs": 20, "max_steps": 400},
-    "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": 400},
-    "eval": {"num_episodes": 30, "repeats": 7, "num_validation_episodes": 8, "envs_per_actor": 8,
-             "support_eps": 0.1, "temperatures": (0.0, 1.0), "betas": (8.0, 32.0), "ratio_forms": (True,)},
-}
+def _text_recipe(episodes: int, steps: int, train: dict[str, Any], eval_: dict[str, Any],
+                 qsft: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The maze's recipe as a text task's `cpu` preset: a rotary tiny model on one worker with both cores, BC and
+    Q-SFT for the same number of steps (Q-SFT from scratch, `_MAZE_QSFT`), and the decoding temperature (greedy or
+    sampled) and beta chosen on validation instances of the training split."""
+    return {"collect": {"episodes": episodes},
+            "train": {**_ONE_WORKER, "model.architecture": "llama", "log_every": 25, **train},
+            "bc": {"epochs": 20, "max_steps": steps},
+            "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": steps, **(qsft or {})},
+            "eval": {"envs_per_actor": 8, "temperatures": (0.0, 1.0), "ratio_forms": (True,), **eval_}}
 
-# WebShop: the same recipe. Episodes are ~5 turns of ~130 tokens (the 2048-token BPE): 1024 tokens hold 78% of
-# them whole, and a cut row bootstraps from its last kept page. 100 held-out instructions, each played twice;
-# validation plays 40 training instructions twice. The search query is generated, every click is ranked, and
-# Q-SFT's backup reads each page's clickables at their last token (the action-level backup; a search page keeps
-# the token-level value).
-_TASK["webshop"]["cpu"] = {
-    "collect": {"episodes": 2000},
-    "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 1024, "model.vocab_size": 2048,
-              "batch_size": 16, "log_every": 25},
-    "bc": {"epochs": 20, "max_steps": 500},
-    "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP, "epochs": 20, "max_steps": 500},
-    "eval": {"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "envs_per_actor": 8,
-             "support_eps": 0.1, "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), "ratio_forms": (True,)},
-}
 
-# Twenty Questions: the same recipe with generated questions (the task lists no admissible actions, so Q-SFT keeps
-# the token-level backup). A game is <= 20 turns of ~10 tokens after a 24-token prompt (the 1024-token BPE), so
-# whole episodes fit in 256 tokens. 100 held-out objects, each played twice; validation plays 40 training
-# instances twice.
-_TASK["twenty_questions"]["cpu"] = {
-    "collect": {"episodes": 5000},
-    "train": {**_ONE_WORKER, "model.architecture": "llama", "model.max_length": 256, "model.vocab_size": 1024,
-              "batch_size": 32, "log_every": 50},
-    "bc": {"epochs": 20, "max_steps": 800},
-    "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": 800},
-    "eval": {"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "envs_per_actor": 8,
-             "max_action_tokens": 32, "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), "ratio_forms": (True,)},
-}
+# ALFWorld: every policy chooses among the admissible commands (Q-SFT reading Q at each command's <|eot|>).
+# Episodes are up to 30 turns of ~30 tokens after a ~70-token prompt (the 1024-token BPE): 1024 tokens hold 75% of
+# the data's episodes whole, and the successful ones (shorter) nearly all. Only 30 held-out games: each is played 7
+# times (210 episodes); validation plays the first 8 training games 7 times each.
+_TASK["alfworld"]["cpu"] = _text_recipe(
+    600, 400, train={"model.max_length": 1024, "model.vocab_size": 1024, "batch_size": 16},
+    eval_={"num_episodes": 30, "repeats": 7, "num_validation_episodes": 8, "support_eps": 0.1, "betas": (8.0, 32.0)})
+
+# WebShop: episodes are ~5 turns of ~130 tokens (the 2048-token BPE): 1024 tokens hold 78% of them whole, and a
+# cut row bootstraps from its last kept page. 100 held-out instructions, each played twice; validation plays 40
+# training instructions twice. The search query is generated, every click is ranked, and Q-SFT's backup reads each
+# page's clickables at their last token (the action-level backup; a search page keeps the token-level value).
+_TASK["webshop"]["cpu"] = _text_recipe(
+    2000, 500, train={"model.max_length": 1024, "model.vocab_size": 2048, "batch_size": 16}, qsft=_ACTION_BACKUP,
+    eval_={"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "support_eps": 0.1, "betas": (4.0, 16.0)})
+
+# Twenty Questions: generated questions (the task lists no admissible actions, so Q-SFT keeps the token-level
+# backup). A game is <= 20 turns of ~10 tokens after a 24-token prompt (the 1024-token BPE), so whole episodes fit
+# in 256 tokens. 100 held-out objects, each played twice; validation plays 40 training instances twice.
+_TASK["twenty_questions"]["cpu"] = _text_recipe(
+    5000, 800, train={"model.max_length": 256, "model.vocab_size": 1024, "batch_size": 32, "log_every": 50},
+    eval_={"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "max_action_tokens": 32,
+           "betas": (4.0, 16.0)})
 
 PRESET_NAMES = tuple(_COMMON)
 
