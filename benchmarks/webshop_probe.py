@@ -2,8 +2,9 @@
 
     python benchmarks/webshop_probe.py [--checkpoint RUN/bc/checkpoint --data RUN/data] [--pages-from 40]
 
-1. References on the held-out instructions (no learning): search the instruction without its price clause, open
-   the first result or a random one, and buy at once. They show what a policy that merely opens a product scores.
+1. References on the held-out instructions (no learning): the scripted `Shopper` with its noise knobs set to search
+   the instruction's words, open the best-ranked result within the price (or a random one), and buy at once. They
+   show what a policy that merely opens a product scores.
 2. With a checkpoint (BC's): at the results pages of the first `--pages-from` training episodes of `--data`, the
    probability it gives the products among the page's clickables (`LMPolicy.rank`, normalised over the page, T=1),
    against the behaviour, which opened a product at most of them; and, where the behaviour opened one, the
@@ -16,36 +17,26 @@ import argparse
 import glob
 import math
 import os
-import random
 import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from envs.base import play
+from envs.webshop import NUM_EVAL_INSTANCES, pages
 from envs.webshop.env import WebShopEnv
-from envs.webshop.shopper import _PRICE_CLAUSE
+from envs.webshop.shopper import Shopper, ShopperParams
 
-NAVIGATION = ("click[Back to Search]", "click[Next >]", "click[< Prev]")
+NAVIGATION = tuple(f"click[{label}]" for label in (pages.BACK_TO_SEARCH, pages.NEXT, pages.PREV))
 
 
-def reference_score(pick_first: bool, episodes: int = 100) -> float:
-    """Mean score of: search the instruction, open the first (or a random) result, buy."""
-    env, scores = WebShopEnv(), []
-    for i in range(episodes):
-        _, info = env.reset(seed=i, options={"split": "eval", "index": i % 100})
-        rng = random.Random(i)
-        action = "search[" + _PRICE_CLAUSE.sub("", env._goal.instruction_text) + "]"
-        while True:
-            _, reward, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                scores.append(reward if terminated else 0.0)
-                break
-            products = [a for a in info["admissible_actions"] if a not in NAVIGATION]
-            if info["page"] == "results":
-                action = products[0] if pick_first else rng.choice(products)
-            else:
-                action = "click[Buy Now]"
-    return statistics.mean(scores)
+def reference_score(random_product: bool) -> float:
+    """Mean score on the held-out instructions of a shopper that opens the best-ranked result within the price
+    (or a random result) and buys at once."""
+    env = WebShopEnv()
+    shopper = Shopper(ShopperParams(p_verify=0.0, p_early_buy=1.0, p_random_product=float(random_product)))
+    return statistics.mean(sum(play(env, shopper, seed=i, options={"split": "eval", "index": i})[0])
+                           for i in range(NUM_EVAL_INSTANCES))
 
 
 def product_mass(checkpoint: str, data: str, episodes: int) -> tuple[int, float, float, list[float]]:
@@ -95,8 +86,8 @@ def main() -> None:
     parser.add_argument("--data")
     parser.add_argument("--pages-from", type=int, default=40, help="training episodes whose results pages to read")
     args = parser.parse_args()
-    print(f"held-out references (100 instructions): first result {reference_score(True):.3f}, "
-          f"random result {reference_score(False):.3f}")
+    print(f"held-out references ({NUM_EVAL_INSTANCES} instructions): best-ranked result {reference_score(False):.3f}, "
+          f"random result {reference_score(True):.3f}")
     if args.checkpoint:
         pages, mass, opened, per_token = product_mass(args.checkpoint, args.data, args.pages_from)
         print(f"{pages} results pages: the checkpoint's probability on the products {mass:.3f}; "

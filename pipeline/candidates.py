@@ -30,12 +30,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-TEMPLATE_SUFFIX = "[...]"  # an admissible "action" the policy must write itself, e.g. WebShop's "search[...]"
+
+def is_template(action: str) -> bool:
+    """An admissible "action" the policy must write itself, such as WebShop's "search[...]"."""
+    return action.endswith("[...]")
 
 
 def rankable(actions: Sequence[str]) -> list[str]:
-    """The admissible actions that are whole actions (templates such as "search[...]" are written, not ranked)."""
-    return [a for a in actions if not a.endswith(TEMPLATE_SUFFIX)]
+    """The admissible actions that are whole actions (templates are written, not ranked)."""
+    return [a for a in actions if not is_template(a)]
 
 
 def candidate_columns(per_state: Sequence[Sequence[Sequence[int]]]) -> dict[str, np.ndarray]:
@@ -63,6 +66,29 @@ def batch_candidates(batch: dict[str, Any]) -> list[list[list[int]]]:
     """Per bootstrapped turn end of a padded batch (transition order: row by row), its candidates' token ids."""
     return split_candidates(batch["candidate_counts"].tolist(), batch["candidate_lengths"].tolist(),
                             batch["candidate_tokens"].tolist())
+
+
+class StateBranches(NamedTuple):
+    boot: torch.Tensor       # the transitions that are bootstrapped turn ends
+    ranked: torch.Tensor     # (M,) those of them whose next state lists candidates
+    sizes: list[int]         # (M,) how many candidates each of those states lists
+    per_state: list[list[list[int]]]  # per bootstrapped turn end (transition order), its candidates' token ids
+    branches: Branches       # the batch with every candidate branched after its state
+
+
+def state_branches(batch: dict[str, Any], tr, dtype: torch.dtype = torch.float32) -> StateBranches:
+    """The batch's rows with each bootstrapped turn end's next-state candidates (its `candidate_*` columns)
+    branched after that state; the states that list none are left out."""
+    boot = bootstrapped_turn_ends(batch["turn_end"], tr).nonzero()[:, 0]
+    per_state = batch_candidates(batch)
+    if len(per_state) != len(boot):
+        raise ValueError(f"the batch lists candidates for {len(per_state)} next states but has {len(boot)} "
+                         "bootstrapped turn ends; tokenize the data again")
+    listed = [c for c in per_state if c]
+    ranked = boot[torch.tensor([bool(c) for c in per_state], dtype=torch.bool)]
+    branches = append_candidates(batch["input_ids"], batch["lengths"], tr.row[ranked], tr.next_state_pos[ranked],
+                                 listed, dtype)
+    return StateBranches(boot, ranked, [len(c) for c in listed], per_state, branches)
 
 
 def bootstrapped_turn_ends(turn_end: torch.Tensor, tr) -> torch.Tensor:

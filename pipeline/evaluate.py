@@ -22,6 +22,7 @@ import numpy as np
 import ray
 
 import envs
+from pipeline.candidates import is_template
 from pipeline.collect import action_text, episode_seed, observation_parts
 from pipeline.config import EvalConfig
 from pipeline.policy import LMPolicy, PolicySpec, PrefixCache, Segment
@@ -105,7 +106,7 @@ def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], g
     candidates = [g["info"].get("admissible_actions") or [] for g in games]
     actions = [c[policy.choose(scores, g["generator"])] if c else ""
                for g, c, scores in zip(games, candidates, policy.rank_many(contexts, candidates, caches))]
-    free = [i for i, a in enumerate(actions) if not a or a.endswith("[...]")]
+    free = [i for i, a in enumerate(actions) if not a or is_template(a)]
     if free:
         written = policy.generate([contexts[i] for i in free], [generators[i] for i in free],
                                   [caches[i] for i in free])

@@ -21,14 +21,7 @@ import numpy as np
 import torch
 
 from pipeline.batches import CANDIDATE_COLUMNS, observation_inputs, pad_rows
-from pipeline.candidates import (
-    append_candidates,
-    batch_candidates,
-    bootstrapped_turn_ends,
-    by_state,
-    candidate_columns,
-    candidate_log_probs,
-)
+from pipeline.candidates import by_state, candidate_columns, candidate_log_probs, state_branches
 from pipeline.config import TrainConfig
 from pipeline.losses import action_support, support_size_bound, transitions
 
@@ -52,21 +45,17 @@ def top_support(behaviour: torch.nn.Module, padded: dict[str, torch.Tensor], k: 
                           **observation_inputs(padded)).float().log_softmax(-1)
         top = log_p.topk(min(k, log_p.shape[-1]), dim=-1)
         return Support(top.indices, top.values)
-    boot = bootstrapped_turn_ends(padded["turn_end"], tr).nonzero()[:, 0]
-    per_state = batch_candidates(padded)
-    ranked = boot[torch.tensor([bool(c) for c in per_state], dtype=torch.bool)]
-    branches = append_candidates(padded["input_ids"], padded["lengths"], tr.row[ranked], tr.next_state_pos[ranked],
-                                 [c for c in per_state if c])
+    boot, _, sizes, per_state, branches = state_branches(padded, tr)
     log_p, last, action = candidate_log_probs(behaviour, branches, tr.row, tr.next_state_pos)
     top = log_p.topk(min(k, log_p.shape[-1]), dim=-1)
-    sizes = [len(c) for c in per_state if c]
+    boot_rows = tr.row[boot]
     if not sizes:
-        return Support(top.indices, top.values, per_state, action.new_zeros(0, 2), tr.row[boot])
+        return Support(top.indices, top.values, per_state, action.new_zeros(0, 2), boot_rows)
     keep = action_support(by_state(action, sizes, -torch.inf), support_eps)
     keep = keep[by_state(torch.ones_like(action), sizes, 0.0).bool()]  # (C,) in candidate order
     flags = iter(keep.tolist())
     kept = [[c for c in state if next(flags)] for state in per_state]
-    return Support(top.indices, top.values, kept, torch.stack([last, action], dim=-1)[keep], tr.row[boot])
+    return Support(top.indices, top.values, kept, torch.stack([last, action], dim=-1)[keep], boot_rows)
 
 
 class BehaviourSupport:

@@ -31,13 +31,7 @@ import torch
 
 from pipeline import losses
 from pipeline.batches import PadBatch, observation_inputs
-from pipeline.candidates import (
-    append_candidates,
-    batch_candidates,
-    bootstrapped_turn_ends,
-    by_state,
-    candidate_log_probs,
-)
+from pipeline.candidates import by_state, candidate_log_probs, state_branches
 from pipeline.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
 from pipeline.models import (
     STAGE_FILE,
@@ -124,15 +118,7 @@ def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr:
     utterance, and turn ends before a state with none, keep the token-level targets. One forward per model reads
     both: the batch's rows with each state's candidates branched after it. pi_beta's part comes from the batch
     where the support pass stored it (`behaviour_candidates`), else from a forward."""
-    boot = bootstrapped_turn_ends(batch["turn_end"], tr).nonzero()[:, 0]
-    per_state = batch_candidates(batch)
-    if len(per_state) != len(boot):
-        raise ValueError(f"the batch lists candidates for {len(per_state)} next states but has {len(boot)} "
-                         "bootstrapped turn ends; tokenize the data again")
-    sizes = [len(c) for c in per_state if c]
-    ranked = boot[torch.tensor([bool(c) for c in per_state], dtype=torch.bool)]
-    branches = append_candidates(batch["input_ids"], batch["lengths"], tr.row[ranked], tr.next_state_pos[ranked],
-                                 [c for c in per_state if c], torch.bfloat16 if cfg.bf16 else torch.float32)
+    _, ranked, sizes, _, branches = state_branches(batch, tr, torch.bfloat16 if cfg.bf16 else torch.float32)
     next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos)
     if "behaviour_candidates" in batch:
         behaviour_last, behaviour_action = batch["behaviour_candidates"].unbind(-1)
