@@ -30,13 +30,14 @@ from envs.webshop.shopper import Shopper, ShopperParams
 NAVIGATION = tuple(f"click[{label}]" for label in (pages.BACK_TO_SEARCH, pages.NEXT, pages.PREV))
 
 
-def reference_score(random_product: bool) -> float:
-    """Mean score on the held-out instructions of a shopper that opens the best-ranked result within the price
-    (or a random result) and buys at once."""
+def reference_score(random_product: bool) -> str:
+    """Mean score ± 95% CI on the held-out instructions of a shopper that opens the best-ranked result within the
+    price (or a random result) and buys at once."""
     env = WebShopEnv()
     shopper = Shopper(ShopperParams(p_verify=0.0, p_early_buy=1.0, p_random_product=float(random_product)))
-    return statistics.mean(sum(play(env, shopper, seed=i, options={"split": "eval", "index": i})[0])
-                           for i in range(NUM_EVAL_INSTANCES))
+    scores = [sum(play(env, shopper, seed=i, options={"split": "eval", "index": i})[0])
+              for i in range(NUM_EVAL_INSTANCES)]
+    return f"{statistics.mean(scores):.3f} ± {1.96 * statistics.stdev(scores) / math.sqrt(len(scores)):.3f}"
 
 
 def product_mass(checkpoint: str, data: str, episodes: int) -> tuple[int, float, float, list[float]]:
@@ -86,8 +87,8 @@ def main() -> None:
     parser.add_argument("--data")
     parser.add_argument("--pages-from", type=int, default=40, help="training episodes whose results pages to read")
     args = parser.parse_args()
-    print(f"held-out references ({NUM_EVAL_INSTANCES} instructions): best-ranked result {reference_score(False):.3f}, "
-          f"random result {reference_score(True):.3f}")
+    print(f"held-out references (n={NUM_EVAL_INSTANCES} instructions): best-ranked result {reference_score(False)}, "
+          f"random result {reference_score(True)}")
     if args.checkpoint:
         pages, mass, opened, per_token = product_mass(args.checkpoint, args.data, args.pages_from)
         print(f"{pages} results pages: the checkpoint's probability on the products {mass:.3f}; "
