@@ -57,23 +57,44 @@ class Task:
     unit_rewards: Callable[[Sequence[float], bool], list[float]]  # (raw step rewards, terminated) -> unit
     success: Callable[[Sequence[float], bool], bool]              # (raw step rewards, terminated) -> solved?
     normalizer: ScoreNormalizer
+    make_solver: Callable[[], BehaviourPolicy]   # the strong scripted player, whose held-out score is `best`
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     has_admissible_actions: bool = False   # info["admissible_actions"] lists the legal actions (ranked at inference, and
     #                                        the candidates of Q-SFT's action-level backup, pipeline.candidates)
     # Pixel tasks with continuous actions: the `envs.robot.actions.ActionTokenizer` that turns an action
     # into one bin token per dimension; observations are {"image", "proprio"} dicts. None: text task.
     action_tokenizer: Any = None
-    make_solver: Callable[[], BehaviourPolicy] | None = None   # the strong scripted player (normalizer's best)
 
 
-def play(env: Any, policy: BehaviourPolicy, seed: int, options: dict[str, Any] | None = None
-         ) -> tuple[list[float], bool]:
-    """One episode of `policy` in `env` (policy reset first, then the env): (raw step rewards, terminated)."""
+@dataclass(frozen=True)
+class Played:
+    """One episode as `play` saw it: the observations o_0..o_T and infos info_0..info_T as the env returned
+    them (from the reset, then one per step), the T actions the policy chose, the T raw step rewards, and how
+    the episode ended."""
+
+    observations: list[Any]
+    infos: list[dict[str, Any]]
+    actions: list[Any]
+    rewards: list[float]
+    terminated: bool
+    truncated: bool
+
+    @property
+    def raw_return(self) -> float:
+        return float(sum(self.rewards))
+
+
+def play(env: Any, policy: BehaviourPolicy, seed: int, options: dict[str, Any] | None = None) -> Played:
+    """One episode of `policy` in `env`: the policy is reset with `seed` first, then the env with `seed` and
+    `options`; the only loop in `envs/` and `pipeline/` that steps a policy through an env."""
     policy.reset(seed)
     observation, info = env.reset(seed=seed, options=options)
-    rewards: list[float] = []
+    observations, infos, actions, rewards = [observation], [info], [], []
     terminated = truncated = False
     while not (terminated or truncated):
-        observation, reward, terminated, truncated, info = env.step(policy.act(observation, info))
+        actions.append(policy.act(observation, info))
+        observation, reward, terminated, truncated, info = env.step(actions[-1])
+        observations.append(observation)
+        infos.append(info)
         rewards.append(float(reward))
-    return rewards, bool(terminated)
+    return Played(observations, infos, actions, rewards, bool(terminated), bool(truncated))

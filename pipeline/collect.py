@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import ray
 
 import envs
+from envs.base import play
 from pipeline import tracking
 from pipeline.data import (
     SCHEMA_VERSION,
@@ -60,26 +61,13 @@ def _rounded(values: Any) -> Any:
 
 def play_episode(env: gymnasium.Env, policy: envs.BehaviourPolicy, seed: int, options: dict, episode_id: int,
                  task: str) -> Episode:
-    """Run one episode of `policy` in `env` and record it."""
-    policy.reset(seed=seed)
-    observation, info = env.reset(seed=seed, options=options)
-    texts, images, infos, actions, rewards = [], [], [info], [], []
-    terminated = truncated = False
-    while not (terminated or truncated):
-        text, image = observation_parts(observation)
-        texts.append(text)
-        images.append(image)
-        action = policy.act(observation, info)
-        observation, reward, terminated, truncated, info = env.step(action)
-        actions.append(action_text(action))
-        rewards.append(float(reward))
-        infos.append(info)
-    text, image = observation_parts(observation)
-    texts.append(text)
-    images.append(image)
-    return Episode(episode_id=episode_id, task=task, observations=texts, actions=actions, rewards=rewards,
-                   terminated=bool(terminated), truncated=bool(truncated), infos=infos,
-                   images=images if image is not None else None)
+    """Run one episode of `policy` in `env` (`envs.base.play`) and record it."""
+    played = play(env, policy, seed, options)
+    texts, images = zip(*map(observation_parts, played.observations))
+    return Episode(episode_id=episode_id, task=task, observations=list(texts),
+                   actions=[action_text(a) for a in played.actions], rewards=played.rewards,
+                   terminated=played.terminated, truncated=played.truncated, infos=played.infos,
+                   images=list(images) if images[-1] is not None else None)
 
 
 @ray.remote

@@ -132,9 +132,8 @@ def behaviour_chunk(task: envs.Task, indices: list[int], seed: int, split: str =
     policy = task.make_behaviour(**task.default_behaviour_params)
     records = []
     for index in indices:
-        rewards, terminated = play(env, policy, episode_seed(seed, index),
-                                   reset_options(split, index, instances))
-        raw = float(sum(rewards))
+        played = play(env, policy, episode_seed(seed, index), reset_options(split, index, instances))
+        rewards, terminated, raw = played.rewards, played.terminated, played.raw_return
         records.append({"task": task.name, "policy": BEHAVIOUR, "split": split, "episode": index, "raw_return": raw,
                         "unit_return": float(sum(task.unit_rewards(rewards, terminated))),
                         "score": float(task.normalizer(raw)), "success": bool(task.success(rewards, terminated)),

@@ -27,8 +27,8 @@ from envs.alfworld.generate import (
     sample_spec,
     solve,
 )
-from envs.alfworld.measure import play
 from envs.alfworld.policies import ExpertPolicy, NoisyExpertPolicy, make_behaviour
+from envs.base import play
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_generate_one_game_per_type_and_the_expert_solves_each(tmp_path: Path):
     for index in range(6):
         episode = play(generated, ExpertPolicy(), 0, {"split": "train", "index": index})
         assert episode.terminated and episode.rewards[-1] == 1.0
-        seen_types.add(episode.task_type)
+        seen_types.add(episode.infos[0]["task_type"])
     assert seen_types == set(TASK_TYPES)
 
 

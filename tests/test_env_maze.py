@@ -8,8 +8,14 @@ from gymnasium.utils.env_checker import check_env
 import envs
 from envs.base import play
 from envs.maze.env import SMALL, STANDARD, MazeEnv
-from envs.maze.measure import MostLikelyMove
-from envs.maze.policies import MixtureBehaviour, ShortestPathSolver, beeline_move, shortest_path_move
+from envs.maze.policies import (
+    MixtureBehaviour,
+    MostLikelyMove,
+    ShortestPathSolver,
+    beeline_move,
+    shortest_path_move,
+)
+from envs.measure import behaviour_episodes
 
 MAX_STEPS, distances_to, move, splits = STANDARD.max_steps, STANDARD.distances_to, STANDARD.move, STANDARD.splits
 
@@ -37,8 +43,8 @@ def test_solver_reaches_goal_in_shortest_distance_with_return_minus_moves_plus_o
     for index in range(20):
         _, info = env.reset(options={"split": "eval", "index": index})
         distance = distances_to(info["goal"])[info["position"]]
-        rewards, terminated = play(env, ShortestPathSolver(), 0, {"split": "eval", "index": index})
-        assert terminated and len(rewards) == distance and sum(rewards) == -(distance - 1)
+        played = play(env, ShortestPathSolver(), 0, {"split": "eval", "index": index})
+        assert played.terminated and len(played.rewards) == distance and played.raw_return == -(distance - 1)
 
 
 def test_time_limit_truncates():
@@ -61,8 +67,9 @@ def test_split_is_disjoint_fixed_and_far_enough():
 def test_beeline_is_the_behaviours_mode_and_a_poor_policy():
     """Imitating the data's most likely move scores far below the data, so BC has to be sampled."""
     env, task = MazeEnv(), envs.get_task("maze")
-    mode = [sum(play(env, MostLikelyMove(0.3, 0.2), 0, {"split": "eval", "index": i})[0]) for i in range(50)]
-    data = [sum(play(env, task.make_behaviour(**task.default_behaviour_params), s)[0]) for s in range(500)]
+    mode = [play(env, MostLikelyMove(0.3, 0.2), 0, {"split": "eval", "index": i}).raw_return
+            for i in range(50)]
+    data = [p.raw_return for p in behaviour_episodes(task, 500)]
     assert np.mean(mode) < -22 < np.mean(data) - 4
     assert beeline_move((1, 1), (9, 1)) == "down" and beeline_move((1, 1), (1, 7)) == "right"
     for start, goal in splits["eval"][:50]:
@@ -95,6 +102,6 @@ def test_small_layout_task_has_its_own_split_time_limit_and_trap():
     assert info["goal"] in SMALL.goals and (info["position"], info["goal"]) == held_out[0]
     # From the top of the middle corridor the goal below is straight down, through a wall: the beeline bumps.
     assert beeline_move((1, 4), (5, 4)) == "down" and SMALL.move((1, 4), "down") == (1, 4)
-    assert play(env, task.make_solver(), 0, {"split": "eval", "index": 0})[1]
+    assert play(env, task.make_solver(), 0, {"split": "eval", "index": 0}).terminated
     with pytest.raises(ValueError, match="layout"):
         MazeEnv(layout="huge")

@@ -14,12 +14,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.base import play
 from envs.robot.actions import ActionTokenizer
 from envs.robot.codec import decode_image, encode_image
 from envs.robot.env import RobotEnv, RobotPickEnv, RobotPlaceEnv
 from envs.robot.goals import LIFT_HEIGHT, PLACE_RADIUS
 from envs.robot.scene import FINGER_OPEN, HALF
-from envs.robot.task import make_solver
 
 TASKS = ["robot_pick", "robot_place"]
 ENV_CLASSES = {"robot_pick": RobotPickEnv, "robot_place": RobotPlaceEnv}
@@ -34,17 +34,6 @@ def robot_envs():
     yield made
     for env in made.values():
         env.close()
-
-
-def play(env: RobotEnv, policy, seed: int, options: dict) -> tuple[float, int, bool, bool, dict, dict]:
-    """One episode: (last reward, steps, terminated, truncated, last observation, last info)."""
-    observation, info = env.reset(seed=seed, options=options)
-    policy.reset(seed)
-    steps, reward, terminated, truncated = 0, 0.0, False, False
-    while not (terminated or truncated):
-        observation, reward, terminated, truncated, info = env.step(policy.act(observation, info))
-        steps += 1
-    return reward, steps, terminated, truncated, observation, info
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -114,22 +103,22 @@ def test_train_draws_are_seeded_and_eval_is_held_out(robot_envs):
 
 
 def test_solver_pick_lifts_the_grasped_cube(robot_envs):
-    env = robot_envs["robot_pick"]
-    reward, steps, terminated, truncated, observation, info = play(
-        env, make_solver(env.goal), 0, {"split": "eval", "index": 0})
-    assert (reward, terminated, truncated, info["success"]) == (1.0, True, False, True)
-    assert steps <= 15
+    played = play(robot_envs["robot_pick"], envs.get_task("robot_pick").make_solver(), 0,
+                  {"split": "eval", "index": 0})
+    info = played.infos[-1]
+    assert (played.rewards[-1], played.terminated, played.truncated) == (1.0, True, False) and info["success"]
+    assert len(played.actions) <= 15
     assert info["target_pos"][2] >= HALF + LIFT_HEIGHT
     # fingers closed on the 5 cm cube: between its width and its diagonal, whatever its yaw
-    assert 2 * HALF - 0.003 < observation["proprio"][3] < 2 * HALF * math.sqrt(2) + 0.003
+    assert 2 * HALF - 0.003 < played.observations[-1]["proprio"][3] < 2 * HALF * math.sqrt(2) + 0.003
 
 
 def test_solver_place_leaves_the_cube_on_the_marker(robot_envs):
-    env = robot_envs["robot_place"]
-    reward, steps, terminated, truncated, _, info = play(
-        env, make_solver(env.goal), 0, {"split": "eval", "index": 0})
-    assert (reward, terminated, truncated, info["success"]) == (1.0, True, False, True)
-    assert steps <= 25
+    played = play(robot_envs["robot_place"], envs.get_task("robot_place").make_solver(), 0,
+                  {"split": "eval", "index": 0})
+    info = played.infos[-1]
+    assert (played.rewards[-1], played.terminated, played.truncated) == (1.0, True, False) and info["success"]
+    assert len(played.actions) <= 25
     target, marker = info["target_pos"], info["marker_pos"]
     assert math.dist(target[:2], marker[:2]) <= PLACE_RADIUS
     assert target[2] == pytest.approx(HALF, abs=0.005)
@@ -147,7 +136,7 @@ def test_doing_nothing_truncates_at_the_step_limit(robot_envs):
 def test_behaviour_policy_sometimes_succeeds_sometimes_fails(robot_envs, name):
     task = envs.get_task(name)
     policy = task.make_behaviour(**task.default_behaviour_params)
-    outcomes = {play(robot_envs[name], policy, s, {"split": "train", "index": s})[0]
+    outcomes = {play(robot_envs[name], policy, s, {"split": "train", "index": s}).raw_return
                 for s in MIXED_OUTCOME_SEEDS[name]}
     assert outcomes == {0.0, 1.0}
 

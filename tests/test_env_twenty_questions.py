@@ -11,11 +11,12 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.base import play
+from envs.measure import behaviour_episodes, solver_episodes
 from envs.twenty_questions import DEFAULT_BEHAVIOUR, TASK, make_behaviour, success, unit_rewards
 from envs.twenty_questions.env import CORRECT, EMPTY_QUESTION, NO, YES, TwentyQuestionsEnv
 from envs.twenty_questions.instances import Instance, Splits
 from envs.twenty_questions.knowledge import DATA_DIR, load_knowledge_base
-from envs.twenty_questions.measure import behaviour_episodes, play, solver_returns
 from envs.twenty_questions.oracle import FactTest, Guess, Oracle, SizeTest, build_phrase_tables
 from envs.twenty_questions.policies import MixtureBehaviour, SplittingSolver, question_bank
 
@@ -375,27 +376,33 @@ def test_answers_are_consistent_across_paraphrases(oracle, kb):
 
 # --- policies -------------------------------------------------------------------------------------
 
-def transcript(env, policy, seed, info_for_policy=True):
-    observation, info = env.reset(seed=seed)
-    policy.reset(seed)
-    actions, done = [], False
-    while not done:
-        actions.append(policy.act(observation, info if info_for_policy else {}))
-        observation, _, terminated, truncated, info = env.step(actions[-1])
-        done = terminated or truncated
-    return actions
+class WithoutInfo:
+    """`policy` shown an empty info dict."""
+
+    def __init__(self, policy):
+        self.policy = policy
+
+    def reset(self, seed):
+        self.policy.reset(seed)
+
+    def act(self, observation, info):
+        return self.policy.act(observation, {})
+
+
+def transcript(env, policy, seed):
+    return play(env, policy, seed).actions
 
 
 def test_behaviour_is_reproducible_and_ignores_info(env):
     policy = make_behaviour(**DEFAULT_BEHAVIOUR)
     runs = [transcript(env, policy, seed) for seed in range(8)]
     assert runs == [transcript(env, make_behaviour(**DEFAULT_BEHAVIOUR), seed) for seed in range(8)]
-    assert runs == [transcript(env, policy, seed, info_for_policy=False) for seed in range(8)]
+    assert runs == [transcript(env, WithoutInfo(policy), seed) for seed in range(8)]
     assert len({tuple(run) for run in runs}) == 8
 
 
 def test_solver_wins_every_eval_instance_quickly_and_best_is_its_average():
-    returns = solver_returns("eval")
+    returns = [p.raw_return for p in solver_episodes(TASK)]
     assert min(returns) >= -10 and statistics.fmean(returns) == pytest.approx(TASK.normalizer.best)
 
 
@@ -441,7 +448,7 @@ def test_dataset_average_matches_the_normalizer_on_a_smaller_sample():
     the tolerance is about 6 standard errors (and the sample is seeded, so the test is deterministic).
     """
     assert abs(TASK.normalizer.average - -17.3) <= 1.5
-    returns = [sum(rewards) for rewards in behaviour_episodes(600, first_seed=1_000_000)]
+    returns = [p.raw_return for p in behaviour_episodes(TASK, 600, first_seed=1_000_000)]
     assert statistics.fmean(returns) == pytest.approx(TASK.normalizer.average, abs=1.0)
     assert all(-20.0 <= r <= 0.0 for r in returns)
     assert 0.2 < sum(r > -20 for r in returns) / len(returns) < 0.6
@@ -449,10 +456,10 @@ def test_dataset_average_matches_the_normalizer_on_a_smaller_sample():
 
 @pytest.mark.slow
 def test_dataset_average_on_the_full_sample():
-    returns = [sum(rewards) for rewards in behaviour_episodes(20_000)]
+    returns = [p.raw_return for p in behaviour_episodes(TASK, 20_000)]
     assert statistics.fmean(returns) == pytest.approx(TASK.normalizer.average, abs=0.001)
 
 
 def test_play_helper_matches_env_rules(env):
-    rewards = play(env, SplittingSolver(), seed=0, options={"split": "eval", "index": 0})
+    rewards = play(env, SplittingSolver(), seed=0, options={"split": "eval", "index": 0}).rewards
     assert rewards[-1] == 0.0 and set(rewards[:-1]) <= {-1.0} and len(rewards) <= 20

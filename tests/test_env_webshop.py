@@ -11,9 +11,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
+from envs.base import play
+from envs.measure import behaviour_episodes, solver_episodes, summarize
 from envs.webshop import TASK, make_solver
 from envs.webshop.env import WebShopEnv
-from envs.webshop.rollout import play, summarize
 
 
 @pytest.fixture()
@@ -174,30 +175,30 @@ def test_instances_and_reproducibility(env):
     assert play(env, policy, seed=12).actions != runs[0].actions
 
 
-def test_behaviour_is_valid_and_solver_is_much_better(env):
-    policy = TASK.make_behaviour(**TASK.default_behaviour_params)
-    behaviour = [play(env, policy, seed) for seed in range(150)]
-    solver = [play(env, make_solver(), i, {"split": "eval", "index": i}) for i in range(100)]
-    b, s = summarize(behaviour), summarize(solver)
-    assert s["score_x100"] > b["score_x100"] + 20 and s["success_rate"] > b["success_rate"] + 0.4
-    assert abs(b["score_x100"] / 100 - TASK.normalizer.average) < 0.06
-    assert abs(s["score_x100"] / 100 - TASK.normalizer.best) < 1e-3
+def test_behaviour_is_valid_and_solver_is_much_better():
+    solver = solver_episodes(TASK)
+    b, s = summarize(TASK, behaviour_episodes(TASK, 150)), summarize(TASK, solver)
+    assert s.raw_return > b.raw_return + 0.2 and s.success_rate > b.success_rate + 0.4
+    assert abs(b.raw_return - TASK.normalizer.average) < 0.06
+    assert abs(s.raw_return - TASK.normalizer.best) < 1e-3
     assert all(len(e.rewards) <= TASK.max_steps and e.terminated for e in solver)
+
+
+@pytest.mark.slow
+def test_measured_normalizer_constants():
+    """`python -m envs.measure webshop --episodes 3000` gives the constants."""
+    assert round(summarize(TASK, behaviour_episodes(TASK, 3000)).raw_return, 4) == TASK.normalizer.average
+    assert round(summarize(TASK, solver_episodes(TASK)).raw_return, 4) == TASK.normalizer.best
 
 
 def test_behaviour_actions_are_admissible(env):
     policy = TASK.make_behaviour(**TASK.default_behaviour_params)
     for seed in range(30):
-        observation, info = env.reset(seed=seed)
-        policy.reset(seed)
-        done = False
-        while not done:
-            action = policy.act(observation, info)
+        played = play(env, policy, seed)
+        for action, info in zip(played.actions, played.infos):
             assert action in info["admissible_actions"] or (action.startswith("search[") and
                                                             info["admissible_actions"] == ["search[...]"])
-            observation, _, terminated, truncated, info = env.step(action)
-            json.dumps(info)
-            done = terminated or truncated
+        json.dumps(played.infos)
 
 
 def test_unit_rewards_and_success():

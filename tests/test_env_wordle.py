@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs
+from envs.base import play
+from envs.measure import behaviour_episodes, solver_episodes, summarize
 from envs.wordle import TASK, solved, unit_rewards, words
 from envs.wordle.env import PROMPT, WordleEnv
 from envs.wordle.feedback import SOLVED, encode, feedback, feedback_codes, pattern_code
-from envs.wordle.measure import behaviour_returns, play, solver_returns
 from envs.wordle.policies import OPENER, ConsistentPolicy, GreedySolver, make_behaviour
 
 # (answer, guess, pattern), computed by hand: greens first, then yellows left to right while unmatched.
@@ -159,15 +160,7 @@ def test_normalizer_and_task_record() -> None:
 
 
 def _episode_actions(policy: ConsistentPolicy, seed: int, index: int) -> list[str]:
-    env, actions = WordleEnv(), []
-    policy.reset(seed)
-    observation, info = env.reset(options={"split": "train", "index": index})
-    done = False
-    while not done:
-        actions.append(policy.act(observation, info))
-        observation, _, terminated, truncated, info = env.step(actions[-1])
-        done = terminated or truncated
-    return actions
+    return play(WordleEnv(), policy, seed, {"split": "train", "index": index}).actions
 
 
 def test_behaviour_policy_is_seeded() -> None:
@@ -197,18 +190,17 @@ def test_random_moves_are_allowed_words() -> None:
 def test_greedy_solver_solves_held_out_words() -> None:
     env, solver = WordleEnv(), GreedySolver()
     for index in range(0, 200, 20):
-        rewards, terminated = play(env, solver, 0, {"split": "eval", "index": index})
-        assert terminated and solved(rewards, terminated) and len(rewards) <= 6
+        played = play(env, solver, 0, {"split": "eval", "index": index})
+        assert played.terminated and solved(played.rewards, played.terminated) and len(played.rewards) <= 6
     solver.reset(0)
     assert solver.act(PROMPT, {"turn": 0}) == OPENER
 
 
 @pytest.mark.slow
 def test_measured_normalizer_constants() -> None:
-    returns = behaviour_returns(TASK.default_behaviour_params["random_prob"], 5000)
-    assert -4.6 <= returns.mean() <= -3.6
-    assert returns.mean() == pytest.approx(TASK.normalizer.average, abs=0.06)
-    assert solver_returns().mean() == pytest.approx(TASK.normalizer.best)
+    """`python -m envs.measure wordle --episodes 20000` gives the constants."""
+    assert round(summarize(TASK, behaviour_episodes(TASK, 20_000)).raw_return, 3) == TASK.normalizer.average
+    assert round(summarize(TASK, solver_episodes(TASK)).raw_return, 2) == TASK.normalizer.best
 
 
 @pytest.mark.slow

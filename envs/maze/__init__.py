@@ -55,5 +55,5 @@ def maze_task(name: str, layout: str, normalizer: ScoreNormalizer) -> Task:
 
 
 # worst: the time limit; average: the behaviour policy over 20,000 training episodes; best: the shortest-path
-# solver on the held-out pairs (both by `python -m envs.maze.measure TASK --episodes 20000`).
+# solver on the held-out pairs (both by `python -m envs.measure TASK --episodes 20000`).
 TASK = maze_task("maze", "standard", ScoreNormalizer(worst=-float(STANDARD.max_steps), average=-17.849, best=-8.62))

@@ -6,6 +6,7 @@
   beeline is its most frequent choice and walks into walls and cul-de-sacs, so imitating the data's most
   likely move is a poor policy, while the data's shortest-path moves show a better one.
 - `ShortestPathSolver`: a shortest-path move every step (the normalizer's `best`).
+- `MostLikelyMove`: the behaviour's most likely move every step (greedy imitation of the data).
 """
 
 from __future__ import annotations
@@ -73,3 +74,17 @@ class ShortestPathSolver:
 
     def act(self, observation: str, info: dict[str, Any]) -> str:
         return shortest_path_move(info["position"], info["goal"], self.layout)
+
+
+class MostLikelyMove:
+    """The behaviour policy's mode at every step (its beeline move, unless the shortest path outweighs it):
+    what greedy imitation of the data would play."""
+
+    def __init__(self, optimal_prob: float, random_prob: float, layout: Layout = STANDARD) -> None:
+        self.behaviour = MixtureBehaviour(optimal_prob, random_prob, layout)
+
+    def reset(self, seed: int) -> None:
+        pass
+
+    def act(self, observation: str, info: dict[str, Any]) -> str:
+        return ACTIONS[int(np.argmax(self.behaviour.probabilities(info["position"], info["goal"])))]

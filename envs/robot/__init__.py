@@ -2,6 +2,6 @@
 
 Modules: `layout` (instances), `scene` (simulation and camera), `goals` (success tests), `env` (the
 gymnasium environments), `policy` (scripted behaviour policies and solver), `task` with `pick` and
-`place` (the `Task` records), `actions` (action tokens), `codec` (PNG image bytes), `measure`
-(the success rates and speed behind the normalizer constants).
+`place` (the `Task` records), `actions` (action tokens), `codec` (PNG image bytes). The success
+rates behind the normalizer constants: `python -m envs.measure robot_pick` (or robot_place).
 """

@@ -1,6 +1,6 @@
 """`qsft/RobotPick-v0`: lift the red cube 8 cm while holding it, within 30 steps.
 
-Normalizer constants measured with `python -m envs.robot.measure robot_pick -n 200`: the default
+Normalizer constants measured with `python -m envs.measure robot_pick --episodes 200`: the default
 behaviour solved 97/200 train episodes (0.485), the noise-free script 100/100 held-out instances.
 """
 

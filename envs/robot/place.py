@@ -1,6 +1,6 @@
 """`qsft/RobotPlace-v0`: put the red cube down on the green marker, within 40 steps.
 
-Normalizer constants measured with `python -m envs.robot.measure robot_place -n 200`: the default
+Normalizer constants measured with `python -m envs.measure robot_place --episodes 200`: the default
 behaviour solved 94/200 train episodes (0.47), the noise-free script 100/100 held-out instances.
 """
 

@@ -42,5 +42,6 @@ def make_task(goal: Goal, env_id: str, behaviour_params: dict[str, Any], normali
         unit_rewards=unit_rewards,
         success=success,
         normalizer=normalizer,
+        make_solver=functools.partial(make_solver, goal),
         action_tokenizer=ActionTokenizer(num_bins=ACTION_BINS, action_dim=4),
     )

@@ -7,7 +7,8 @@ knowledge base (`knowledge.py`, `oracle.py`, `data/`), the behaviour and solver 
 Unit reward: `1 - (k - 1) / 20` on the final step of an episode won at question k, 0 otherwise
 (so a unit return lies in [0.05, 1] when solved and is 0 when not). Normalization follows LMRL-Gym:
 worst = -20 (never solved), average = the behaviour dataset's average raw return, best = the
-splitting solver's average raw return on the held-out instances (both measured by `measure.py`).
+splitting solver's average raw return on the held-out instances (both measured by
+`python -m envs.measure twenty_questions`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import Any
 from envs.base import ScoreNormalizer, Task
 from envs.twenty_questions.env import MAX_QUESTIONS
 from envs.twenty_questions.instances import NUM_EVAL
-from envs.twenty_questions.policies import MixtureBehaviour
+from envs.twenty_questions.policies import MixtureBehaviour, SplittingSolver
 
 DEFAULT_BEHAVIOUR: dict[str, Any] = {
     "skill_low": 0.0, "skill_high": 0.47,
     "redundant_weight": 0.75, "random_weight": 0.1, "premature_weight": 0.15,
 }
-# Measured by `python -m envs.twenty_questions.measure --episodes 20000` (behaviour seeds 0..19999; the
+# Measured by `python -m envs.measure twenty_questions --episodes 20000` (behaviour seeds 0..19999; the
 # solver is deterministic). Re-measure whenever the data, the oracle or the policies change.
 DATASET_AVERAGE = -17.266   # default behaviour, 20,000 train episodes (42% solved)
 SOLVER_AVERAGE = -6.86      # SplittingSolver on the 100 held-out instances
@@ -59,4 +60,5 @@ TASK = Task(
     unit_rewards=unit_rewards,
     success=success,
     normalizer=ScoreNormalizer(worst=-float(MAX_QUESTIONS), average=DATASET_AVERAGE, best=SOLVER_AVERAGE),
+    make_solver=SplittingSolver,
 )

@@ -58,8 +58,9 @@ TASK = Task(
     unit_rewards=unit_rewards,
     success=success,
     # average: default behaviour on 3,000 training episodes (seeds 0-2999); best: `make_solver()` on the
-    # 100 held-out instructions (`python -m envs.webshop.rollout --episodes 3000`).
+    # 100 held-out instructions (`python -m envs.measure webshop --episodes 3000`).
     normalizer=ScoreNormalizer(worst=0.0, average=0.6052, best=0.9392),
+    make_solver=make_solver,
     env_kwargs={"max_steps": MAX_STEPS},
     has_admissible_actions=True,
 )

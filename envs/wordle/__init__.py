@@ -2,7 +2,7 @@
 
 Raw reward -1 per guess that is not the answer, 0 for the answer (raw return in [-6, 0]); Q-SFT's unit
 reward is `1 - incorrect_guesses / 6` on the final step of a solved episode and 0 elsewhere.
-Normalizer constants are measured by `python -m envs.wordle.measure` (see that module).
+Normalizer constants are measured by `python -m envs.measure wordle` (see envs.measure).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from envs.base import ScoreNormalizer, Task
 from envs.wordle.env import MAX_GUESSES
-from envs.wordle.policies import make_behaviour
+from envs.wordle.policies import GreedySolver, make_behaviour
 from envs.wordle.words import split_answers
 
 
@@ -38,7 +38,8 @@ TASK = Task(
     default_behaviour_params={"random_prob": 0.47},
     unit_rewards=unit_rewards,
     success=solved,
+    make_solver=GreedySolver,
     # worst: 6 wrong guesses; average: behaviour policy, 20,000 training episodes; best: greedy solver on
-    # the 200 held-out words (both measured by `python -m envs.wordle.measure --episodes 20000`).
+    # the 200 held-out words (both measured by `python -m envs.measure wordle --episodes 20000`).
     normalizer=ScoreNormalizer(worst=-6.0, average=-4.066, best=-2.35),
 )
