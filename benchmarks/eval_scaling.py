@@ -46,8 +46,9 @@ def task_texts(task_name: str, episodes: int):
 
 def tiny_checkpoint(task_name: str, folder: str, episodes: int) -> str:
     _, bc_cfg, _, _ = stage_configs(task_name, "tiny")
-    tokenizer = build_task_tokenizer(bc_cfg.model, envs.get_task(task_name), task_texts(task_name, episodes))
-    model = load_initial_model(bc_cfg.model, tokenizer, seed=0, observation_space=pixel_observation_space(task_name))
+    task = envs.get_task(task_name)
+    tokenizer = build_task_tokenizer(bc_cfg.model, task, task_texts(task_name, episodes))
+    model = load_initial_model(bc_cfg.model, tokenizer, seed=0, observation_space=pixel_observation_space(task))
     save_checkpoint(folder, model, tokenizer, {"stage": "bc"})
     return folder
 
@@ -66,7 +67,7 @@ def main():
     _, _, _, preset_eval = stage_configs(args.task, "tiny")
     init_ray()
     with tempfile.TemporaryDirectory() as tmp:
-        spec = PolicySpec(behaviour=tiny_checkpoint(args.task, tmp, args.text_episodes), temperature=1.0,
+        spec = PolicySpec(checkpoint=tiny_checkpoint(args.task, tmp, args.text_episodes), temperature=1.0,
                           max_action_tokens=preset_eval.max_action_tokens)
         # 0.5 CPU an actor (one torch thread each, as with 1.0) so that all the pools fit on 2 CPUs at once
         base = dataclasses.replace(preset_eval, num_episodes=args.episodes, cpus_per_actor=0.5)

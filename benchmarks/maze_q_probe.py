@@ -47,7 +47,7 @@ def candidate_values(policy: LMPolicy, ids: list[int]) -> np.ndarray:
     for action in ACTIONS:
         x = torch.tensor([ids + policy.codec.action_ids(action)])
         logp = [m(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -2].float().log_softmax(-1)
-                for m in (policy.behaviour, policy.q)]
+                for m in (policy.lm, policy.q)]
         values.append(float((logp[1][policy.codec.eot_id] - logp[0][policy.codec.eot_id]).exp()))
     return np.array(values)
 
@@ -57,13 +57,13 @@ def move_probabilities(policy: LMPolicy, ids: list[int], moves: list[int]) -> tu
     """pi_beta and p_theta of each move's first token after the context `ids`."""
     x = torch.tensor([ids])
     probs = [m(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1].float().softmax(-1)[moves].numpy()
-             for m in (policy.behaviour, policy.q)]
+             for m in (policy.lm, policy.q)]
     return probs[0], probs[1]
 
 
 def probe(task_name: str, bc: str, qsft: str, episodes: int, gamma: float, eps: float, beta: float, seed: int) -> dict:
     task = envs.get_task(task_name)
-    policy = LMPolicy(PolicySpec(behaviour=bc, q=qsft), task)
+    policy = LMPolicy(PolicySpec(checkpoint=bc, q=qsft), task)
     moves = first_token_ids(policy)
     behaviour = task.make_behaviour(**task.default_behaviour_params)
     env = gymnasium.make(task.env_id, **task.env_kwargs).unwrapped

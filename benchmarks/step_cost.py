@@ -14,11 +14,10 @@ import time
 
 import torch
 
+from pipeline.algorithm import step_loss, support_size_bound
 from pipeline.config import MODEL_PRESETS, ModelConfig, TrainConfig, apply_overrides
-from pipeline.losses import support_size_bound
 from pipeline.models import TokenLogits
 from pipeline.support import top_support
-from pipeline.train import step_loss
 
 
 def synthetic_batch(batch: int, length: int, vocab: int, turns: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -80,7 +79,7 @@ def main():
     target = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
     behaviour = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
     support = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps), TrainConfig().support_eps)
-    supported = {**batch, "behaviour_ids": support.ids, "behaviour_logp": support.log_probs}  # as pipeline.support stores
+    supported = {**batch, "pi_beta_ids": support.ids, "pi_beta_logp": support.log_probs}  # as pipeline.support stores
     variants = {"bc": ("bc", batch), "qsft (pi_beta online)": ("qsft", batch),
                 "qsft (pi_beta precomputed)": ("qsft", supported)}
     steps, times = {}, {name: [] for name in variants}

@@ -35,7 +35,7 @@ def reference_score(random_product: bool) -> str:
     price (or a random result) and buys at once."""
     env = WebShopEnv()
     shopper = Shopper(ShopperParams(p_verify=0.0, p_early_buy=1.0, p_random_product=float(random_product)))
-    scores = [sum(play(env, shopper, seed=i, options={"split": "eval", "index": i})[0])
+    scores = [play(env, shopper, seed=i, options={"split": "eval", "index": i}).raw_return
               for i in range(NUM_EVAL_INSTANCES)]
     return f"{statistics.mean(scores):.3f} ± {1.96 * statistics.stdev(scores) / math.sqrt(len(scores)):.3f}"
 
@@ -51,7 +51,7 @@ def product_mass(checkpoint: str, data: str, episodes: int) -> tuple[int, float,
     from pipeline.models import load_model
     from pipeline.policy import LMPolicy, PolicySpec
 
-    policy = LMPolicy(PolicySpec(behaviour=checkpoint, temperature=1.0), envs.get_task("webshop"))
+    policy = LMPolicy(PolicySpec(checkpoint=checkpoint, temperature=1.0), envs.get_task("webshop"))
     model = load_model(checkpoint).eval()
     loaded = []
     for shard in sorted(glob.glob(os.path.join(data, "*.parquet"))):

@@ -39,4 +39,10 @@ def get_task(name: str) -> Task:
     return importlib.import_module(_TASKS[name][2]).TASK
 
 
-__all__ = ["TASK_NAMES", "BehaviourPolicy", "ScoreNormalizer", "Task", "get_task"]
+def as_task(task: Task | str) -> Task:
+    """A `Task` record as it is, or the record of a task name: the pipeline's entry points take either, resolve
+    it once, and pass the record down (only Ray remote work, across a process boundary, takes the name)."""
+    return get_task(task) if isinstance(task, str) else task
+
+
+__all__ = ["TASK_NAMES", "BehaviourPolicy", "ScoreNormalizer", "Task", "as_task", "get_task"]

@@ -84,6 +84,23 @@ class Played:
         return float(sum(self.rewards))
 
 
+def reset_instance(options: dict[str, Any] | None, sizes: dict[str, int], rng: Any) -> tuple[str, int]:
+    """The instance a reset plays, by the contract above: (split, index), the index `options["index"]` or, without
+    one, drawn from the env's seeded `rng` (`np_random`). `sizes` gives each split's number of instances; an
+    unknown split or an index outside [0, size) is a ValueError that names it."""
+    options = options or {}
+    split = options.get("split", "train")
+    if split not in sizes:
+        raise ValueError(f"options['split'] must be one of {list(sizes)}, got {split!r}")
+    if sizes[split] == 0:
+        raise ValueError(f"the {split} split has no instances")
+    index = options.get("index")
+    index = int(rng.integers(sizes[split])) if index is None else int(index)
+    if not 0 <= index < sizes[split]:
+        raise ValueError(f"options['index'] {index} is out of range for the {split} split ({sizes[split]} instances)")
+    return split, index
+
+
 def play(env: Any, policy: BehaviourPolicy, seed: int, options: dict[str, Any] | None = None) -> Played:
     """One episode of `policy` in `env`: the policy is reset with `seed` first, then the env with `seed` and
     `options`; the only loop in `envs/` and `pipeline/` that steps a policy through an env."""

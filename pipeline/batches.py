@@ -1,4 +1,5 @@
-"""Training batches: right-padded tensors from variable-length token rows (text, pixel and pi_beta-support columns).
+"""Training batches: right-padded tensors from variable-length token rows (text, pixel, pi_beta-support, action
+candidate and SPO Q0_hat columns).
 
 Shared by the training loop (`pipeline.train`) and pi_beta's support pass (`pipeline.support`).
 """
@@ -44,13 +45,14 @@ def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
         observations = {"images": torch.from_numpy(np.stack(images)),
                         "proprio": torch.from_numpy(proprio).view(len(images), -1)}
     support = {}
-    if "behaviour_ids" in batch:  # pi_beta's top-k per agent token, flat per row, in transition order
+    if "pi_beta_ids" in batch:  # pi_beta's top-k per agent token, flat per row, in transition order
         k = int(batch["support_k"][0])
-        support = {"behaviour_ids": torch.as_tensor(np.concatenate(list(batch["behaviour_ids"]))).long().view(-1, k),
-                   "behaviour_logp": torch.as_tensor(np.concatenate(list(batch["behaviour_logp"]))).view(-1, k)}
-    if "behaviour_candidates" in batch:  # per candidate, in order: pi_beta's last-token and action log-probs
-        support["behaviour_candidates"] = torch.as_tensor(np.concatenate(list(batch["behaviour_candidates"]))).view(
-            -1, 2)
+        support = {"pi_beta_ids": torch.as_tensor(np.concatenate(list(batch["pi_beta_ids"]))).long().view(-1, k),
+                   "pi_beta_logp": torch.as_tensor(np.concatenate(list(batch["pi_beta_logp"]))).view(-1, k)}
+    if "pi_beta_candidates" in batch:  # per candidate, in order: pi_beta's last-token and action log-probs
+        support["pi_beta_candidates"] = torch.as_tensor(np.concatenate(list(batch["pi_beta_candidates"]))).view(-1, 2)
+    if "q0" in batch:  # SPO's Q0_hat per row (pipeline.train.with_initial_values)
+        support["q0"] = torch.as_tensor(np.asarray(batch["q0"], dtype=np.float32))
     candidates = {key: torch.as_tensor(np.concatenate([np.asarray(row, dtype=np.int64) for row in batch[key]]))
                   for key in CANDIDATE_COLUMNS if key in batch}  # pipeline.candidates, rows concatenated in order
     return {**support, **observations, **candidates,

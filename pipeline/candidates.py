@@ -10,7 +10,7 @@ action-level backup reads the value at the last tokens:
     V(s') = max_{a' in A(s') : pi_beta(a'|s') / sum_{c in A(s')} pi_beta(c|s') > eps}
                 p_target(a'_L | s', a'_<L) / pi_beta(a'_L | s', a'_<L)
 
-with pi_beta(a'|s') = prod_t pi_beta(a'_t | s', a'_<t) (`pipeline.losses.action_values`). The same operator in
+with pi_beta(a'|s') = prod_t pi_beta(a'_t | s', a'_<t) (`pipeline.algorithm.action_values`). The same operator in
 exact arithmetic; read where the model is precise. A state that lists no rankable action (WebShop's search page
 offers only the template "search[...]") keeps the token-level value.
 

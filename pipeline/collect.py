@@ -98,16 +98,17 @@ def shard_name(shard: int) -> str:
     return f"part-{shard:05d}.parquet"
 
 
-def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, workers: int = 0, shards: int = 0,
+def collect(task: envs.Task | str, num_episodes: int, out: str, *, seed: int = 0, workers: int = 0, shards: int = 0,
             behaviour_params: dict | None = None, progress: bool = True) -> dict[str, Any]:
-    """Collect `num_episodes` behaviour episodes of a task into `out` (part-*.parquet + dataset.json).
+    """Collect `num_episodes` behaviour episodes of a task (a Task or its name) into `out` (part-*.parquet +
+    dataset.json).
 
     Episodes are split into `shards` chunks (default 4 per worker), each played by one Ray task that writes
     its chunk as one shard; at most `workers` tasks run at once (default: the cluster's CPUs). A local `out` is locked before the first episode is played (raises
     pipeline.data.FolderBusy if another collection holds it) and replaced only once the new dataset is
     complete. Returns the metadata written to dataset.json.
     """
-    task = envs.get_task(task_name)
+    task = envs.as_task(task)
     params = {**task.default_behaviour_params, **(behaviour_params or {})}
     workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     shards = max(1, min(num_episodes, shards or 4 * workers))
@@ -117,8 +118,8 @@ def collect(task_name: str, num_episodes: int, out: str, *, seed: int = 0, worke
     with publishing(out) as folder:
         fs, root = resolve(folder)
         fs.create_dir(root, recursive=True)
-        stats = _run_limited(lambda i: collect_chunk.remote(task_name, chunks[i], seed, params, folder, i),
-                             [len(c) for c in chunks], workers, f"collect {task_name}", progress)
+        stats = _run_limited(lambda i: collect_chunk.remote(task.name, chunks[i], seed, params, folder, i),
+                             [len(c) for c in chunks], workers, f"collect {task.name}", progress)
         elapsed = time.perf_counter() - started
 
         merged = {key: [v for chunk in stats for v in chunk[key]] for key in stats[0]}

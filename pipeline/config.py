@@ -63,14 +63,15 @@ class TrainConfig:
     gamma: float = 0.99
     per_token_discount: bool = False
     support_eps: float = 0.01       # a' is in the support when pi_beta(a'|s') > support_eps
-    behaviour_support: Literal["precomputed", "online"] = "precomputed"  # pi_beta's top-k stored by one
+    pi_beta_support: Literal["precomputed", "online"] = "precomputed"  # pi_beta's top-k stored by one
     #                                 batch-inference pass over the data, or a pi_beta forward every step
     backup: Literal["token", "action"] = "token"  # the next-state value: max of first-token ratios, or of
     #                                 each admissible action's last-token ratio (tasks that list them; pipeline.candidates)
     target_update: Literal["polyak", "hard"] = "polyak"
     tau: float = 0.005              # Polyak rate
     hard_update_every: int = 100    # steps between hard copies
-    init_from: Literal["pretrained", "bc"] = "pretrained"
+    init_from: Literal["base", "bc"] = "base"  # Q-SFT's p_theta starts from the model section ("base":
+    #                                 pretrained weights at model.name_or_path, else a random init) or from BC
     # filtered BC only
     filter_top_fraction: float = 0.3  # BC on the episodes whose return is in the dataset's top fraction
     # ILQL only (gamma, tau and target_update as for Q-SFT)

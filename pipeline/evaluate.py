@@ -115,9 +115,9 @@ def choose_actions(task: envs.Task, policy: LMPolicy, contexts: list[Segment], g
     return actions
 
 
-def behaviour_records(task_name: str, cfg: EvalConfig, split: str = "eval") -> list[dict[str, Any]]:
+def behaviour_records(task: envs.Task | str, cfg: EvalConfig, split: str = "eval") -> list[dict[str, Any]]:
     """The data's behaviour policy played on the same instances and seeds as `evaluate` (in this process)."""
-    task = envs.get_task(task_name)
+    task = envs.as_task(task)
     instances, episodes = split_size(task, cfg, split)
     return behaviour_chunk(task, list(range(episodes)), cfg.seed, split, instances)
 
@@ -176,15 +176,15 @@ class EvalPool:
     """A pool of evaluation actors for one task, kept across `evaluate` calls (an actor's start-up, which
     imports torch and transformers, costs far more than a tiny model's episodes). Use as a context manager."""
 
-    def __init__(self, task_name: str, cfg: EvalConfig):
-        self.task_name, self.cfg = task_name, cfg
+    def __init__(self, task: envs.Task | str, cfg: EvalConfig):
+        self.task, self.cfg = envs.as_task(task), cfg
         crash_marker = os.environ.get(CRASH_ONCE_ENV)  # forwarded so failure handling can be rehearsed
         self.runtime_env = {"env_vars": {CRASH_ONCE_ENV: crash_marker}} if crash_marker else None
         self.workers: list[Any] = []
 
     def _new_worker(self):
         worker = EvalWorker.options(num_cpus=self.cfg.cpus_per_actor, runtime_env=self.runtime_env).remote(
-            self.task_name, max(1, int(self.cfg.cpus_per_actor)))
+            self.task.name, max(1, int(self.cfg.cpus_per_actor)))
         self.workers.append(worker)
         return worker
 
@@ -195,7 +195,7 @@ class EvalPool:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        instances, n = split_size(envs.get_task(self.task_name), cfg, split, num_episodes)
+        instances, n = split_size(self.task, cfg, split, num_episodes)
         chunks = [list(range(i, min(n, i + cfg.envs_per_actor))) for i in range(0, n, cfg.envs_per_actor)]
         while len(self.workers) < min(cfg.num_actors, len(chunks)):
             self._new_worker()
@@ -239,11 +239,11 @@ class EvalPool:
         self.close()
 
 
-def evaluate(task_name: str, spec: PolicySpec, cfg: EvalConfig, progress: bool = True, split: str = "eval"
+def evaluate(task: envs.Task | str, spec: PolicySpec, cfg: EvalConfig, progress: bool = True, split: str = "eval"
              ) -> list[dict[str, Any]]:
     """Records of `cfg.num_episodes` held-out episodes (or `cfg.num_validation_episodes` validation ones) of one
     policy, sorted by episode index, on a pool of actors of its own."""
-    with EvalPool(task_name, cfg) as pool:
+    with EvalPool(task, cfg) as pool:
         return pool.evaluate(spec, cfg.seed, split, progress)
 
 

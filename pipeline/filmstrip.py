@@ -35,11 +35,10 @@ def replay_frames(task: envs.Task, record: dict[str, Any]) -> list[np.ndarray]:
     return frames
 
 
-def write_filmstrip(folder: str, task_name: str, runs: dict[str, list[dict[str, Any]]], frames: int = 8) -> str:
+def write_filmstrip(folder: str, task: envs.Task, runs: dict[str, list[dict[str, Any]]], frames: int = 8) -> str:
     """One PNG: for each policy, its first successful and first failed episode, `frames` frames each."""
     plt = pyplot()
 
-    task = envs.get_task(task_name)
     rows = []
     for name, records in runs.items():
         for outcome in (True, False):

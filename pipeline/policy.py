@@ -34,11 +34,11 @@ from pipeline.tokenize import ActionCodec, TurnCodec, make_codec
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """What to load: `behaviour` alone is that checkpoint's own policy (BC, or filtered BC or SPO, named by
-    `label`); with `q` (and `behaviour` the BC checkpoint) it is Q-SFT extraction, or ILQL's with
+    """What to load: `checkpoint` alone is that checkpoint's own policy (BC, or filtered BC or SPO, named by
+    `label`); with `q` (and `checkpoint` the BC checkpoint, pi_beta) it is Q-SFT extraction, or ILQL's with
     `extraction="ilql"` (`q` then an ILQL checkpoint, whose value heads are read)."""
 
-    behaviour: str
+    checkpoint: str
     q: str | None = None
     extraction: Literal["qsft", "ilql"] = "qsft"
     label: str = ""
@@ -57,10 +57,10 @@ class PolicySpec:
         return f"qsft(beta={self.beta:g}{', ratio' if self.ratio_form else ''})"
 
     @classmethod
-    def from_config(cls, cfg, behaviour: str, q: str | None = None, extraction: str = "qsft", label: str = ""
+    def from_config(cls, cfg, checkpoint: str, q: str | None = None, extraction: str = "qsft", label: str = ""
                     ) -> PolicySpec:
         """A checkpoint's own policy (no `q`) or an extraction with an EvalConfig's decoding and extraction settings."""
-        return cls(behaviour=behaviour, q=q, extraction=extraction, label=label, beta=cfg.beta,
+        return cls(checkpoint=checkpoint, q=q, extraction=extraction, label=label, beta=cfg.beta,
                    ratio_form=cfg.ratio_form, support_eps=cfg.support_eps, temperature=cfg.temperature,
                    max_action_tokens=cfg.max_action_tokens)
 
@@ -105,16 +105,16 @@ class LMPolicy:
     def __init__(self, spec: PolicySpec, task: Any = None, device: str = "cpu"):
         self.spec = spec
         self.device = torch.device(device)
-        tokenizer = load_tokenizer(spec.behaviour)
+        tokenizer = load_tokenizer(spec.checkpoint)
         self.codec: TurnCodec | ActionCodec = make_codec(tokenizer, task) if task else TurnCodec(tokenizer)
-        self.behaviour = load_model(spec.behaviour, self.device)
+        self.lm = load_model(spec.checkpoint, self.device)
         self.q = load_model(spec.q, self.device) if spec.q else None
         self.heads = load_value_heads(spec.q, self.device) if spec.q and spec.extraction == "ilql" else None
-        self.models = [self.behaviour] + ([] if self.q is None else [self._q_call])
+        self.models = [self.lm] + ([] if self.q is None else [self._q_call])
         self.pad_id = tokenizer.pad_token_id
         self.observation_id = getattr(self.codec, "observation_id", None)
         self.action_length = self.codec.action_length or spec.max_action_tokens
-        self.max_context = self.behaviour.config.max_position_embeddings - self.action_length
+        self.max_context = self.lm.config.max_position_embeddings - self.action_length
         self.disallowed = None  # tokens that can never be part of an action
         if self.codec.action_token_ids is not None:
             self.disallowed = torch.ones(len(tokenizer), dtype=torch.bool, device=self.device)
@@ -142,15 +142,15 @@ class LMPolicy:
         return Segment([i for s in kept for i in s.ids], tuple(o for s in kept for o in s.observations))
 
     # --------------------------------------------------------------------------------- distribution
-    def _log_probs(self, behaviour_logits: torch.Tensor, q_scores) -> torch.Tensor:
+    def _log_probs(self, pi_beta_logits: torch.Tensor, q_scores) -> torch.Tensor:
         """`q_scores`: None (BC), p_theta's logits (Q-SFT) or ILQL's (Q, V) (see `_q_scores`)."""
         if self.disallowed is not None:
-            behaviour_logits = behaviour_logits.masked_fill(self.disallowed, -torch.inf)
+            pi_beta_logits = pi_beta_logits.masked_fill(self.disallowed, -torch.inf)
         if q_scores is None:
-            return F.log_softmax(behaviour_logits.float(), dim=-1)
+            return F.log_softmax(pi_beta_logits.float(), dim=-1)
         if self.heads is not None:
-            return ilql_log_probs(behaviour_logits, *q_scores, self.spec.beta)
-        return extracted_log_probs(behaviour_logits, q_scores, self.spec.beta, self.spec.ratio_form,
+            return ilql_log_probs(pi_beta_logits, *q_scores, self.spec.beta)
+        return extracted_log_probs(pi_beta_logits, q_scores, self.spec.beta, self.spec.ratio_form,
                                    self.spec.support_eps)
 
     def _q_scores(self, output, rows, positions):
@@ -194,7 +194,7 @@ class LMPolicy:
              observations: list[Any] = ()) -> list[Any]:
         """Each model's output on a block of new tokens (B, Q) after the batch's cache (see `block_mask`); the
         block's group-0 tokens stay visible to later blocks."""
-        mask = block_mask(batch.valid, groups, self.behaviour.dtype)
+        mask = block_mask(batch.valid, groups, self.lm.dtype)
         inputs = self._observation_inputs(list(observations))
         outs = [model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                       **inputs) for model, cache in zip(self.models, batch.caches)]

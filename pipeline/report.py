@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import envs
+from envs import Task
 from pipeline.evaluate import summarize
 from pipeline.plotting import pyplot
 
@@ -45,7 +45,7 @@ def results_table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
+def write_report(folder: str, task: Task, runs: dict[str, list[dict[str, Any]]],
                  dataset: dict[str, Any] | None = None) -> str:
     """report.md, report.html and plots comparing policies; returns the HTML path."""
     plt = pyplot()
@@ -63,7 +63,7 @@ def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
         ax1.hist(values, bins=bins, alpha=0.55, label=name)
     if dataset:
         ax1.axvline(dataset["return"]["mean"], color="k", ls="--", lw=1, label="dataset mean")
-    ax1.set(title=f"{task}: return per held-out episode", xlabel="raw return", ylabel="episodes")
+    ax1.set(title=f"{task.name}: return per held-out episode", xlabel="raw return", ylabel="episodes")
     ax1.legend(fontsize=8)
     names = list(summaries)
     rates = [100 * summaries[n]["success_rate"] for n in names]
@@ -76,14 +76,14 @@ def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
     plt.close(fig)
 
     by_type = _task_type_table(runs, (dataset or {}).get("success_rate_by_task_type", {}))
-    md = [f"# {task}: evaluation on held-out instances", "", table, ""]
+    md = [f"# {task.name}: evaluation on held-out instances", "", table, ""]
     if dataset:
         md += [(f"Dataset: {dataset['num_episodes']} episodes, mean return {dataset['return']['mean']:.2f}, "
                f"success {100 * dataset['success_rate']:.1f}%."), ""]
     if by_type:
         md += ["## Success rate by task type", "", by_type, ""]
     md += ["![returns](returns.png)", ""]
-    if envs.get_task(task).action_tokenizer is not None:  # pixel tasks: what the camera saw
+    if task.action_tokenizer is not None:  # pixel tasks: what the camera saw
         from pipeline.filmstrip import write_filmstrip
 
         write_filmstrip(folder, task, runs)
@@ -94,7 +94,7 @@ def write_report(folder: str, task: str, runs: dict[str, list[dict[str, Any]]],
         json.dump(summaries, f, indent=2)
     page = os.path.join(folder, "report.html")
     with open(page, "w") as f:
-        f.write(_html(task, md, runs))
+        f.write(_html(task.name, md, runs))
     return page
 
 

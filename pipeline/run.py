@@ -28,6 +28,8 @@ import shutil
 import time
 from typing import Any
 
+import envs
+from envs import Task
 from pipeline import tracking
 from pipeline.config import (
     MODEL_PRESETS,
@@ -87,9 +89,10 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
-def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict | None = None,
+def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", overrides: dict | None = None,
                  force: tuple[str, ...] = (), stages: tuple[str, ...] = STAGES, progress: bool = True) -> dict:
-    """Run (or resume) the task's pipeline in `out`; returns {policy name: evaluation summary}."""
+    """Run (or resume) the task's pipeline in `out` (`task`: a Task or its name); returns {policy name: evaluation
+    summary}."""
     from pipeline.collect import collect
     from pipeline.data import METADATA_FILE, folder_lock, read_metadata
     from pipeline.evaluate import EvalPool, summarize
@@ -105,7 +108,8 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
     if force:  # a redone stage invalidates everything after it
         force = STAGES[min(STAGES.index(s) for s in force):]
     out = os.path.abspath(out)
-    collect_cfg, bc_cfg, qsft_cfg, eval_cfg = stage_configs(task, preset_name, overrides)
+    task = envs.as_task(task)
+    collect_cfg, bc_cfg, qsft_cfg, eval_cfg = stage_configs(task.name, preset_name, overrides)
     data = os.path.join(out, "data")
     bc_ckpt = os.path.join(out, "bc", FINAL_CHECKPOINT)
     qsft_ckpt = os.path.join(out, "qsft", FINAL_CHECKPOINT)
@@ -198,8 +202,8 @@ def run_pipeline(task: str, out: str, preset_name: str = "tiny", overrides: dict
     if "report" in stages and runs:
         dataset = read_metadata(data)
         page = write_report(os.path.join(out, "report"), task, runs, dataset)
-        _track_evaluation(out, tracking_uri, task, preset_name, runs, page, timings)
-        print(f"\n{task} ({preset_name}) on held-out instances:\n")
+        _track_evaluation(out, tracking_uri, task.name, preset_name, runs, page, timings)
+        print(f"\n{task.name} ({preset_name}) on held-out instances:\n")
         print(results_table({name: summarize(r) for name, r in runs.items()}))
         print(f"\nreport: {page}")
     return {name: summarize(records) for name, records in runs.items()}

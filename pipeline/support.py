@@ -1,14 +1,14 @@
 """Precompute pi_beta's support once (Ray Data batch inference) so a Q-SFT step needs no pi_beta forward.
 
 For every agent token of every training row, store the BC model's top-k next-token log-probabilities at the
-token's next state s'_i (`pipeline.losses.transitions` order). With k = floor(1/eps) this is exact: no more
+token's next state s'_i (`pipeline.algorithm.transitions` order). With k = floor(1/eps) this is exact: no more
 than 1/eps tokens can have probability above eps, so `bellman_targets` sees the same support as the dense
 computation. Cost: one forward pass over the data, instead of one per training step.
 
 For the action-level backup (`pipeline.candidates`) the same pass scores, at each bootstrapped turn end's next
 state, every candidate's log pi_beta(a'_L | s', a'_<L) and log pi_beta(a'|s'), and keeps only the candidates in
-pi_beta's support (`losses.action_support`): the row's candidate columns are rewritten to those, and their two
-log-probs stored beside them (`behaviour_candidates`). The support of the kept set is the kept set, so the
+pi_beta's support (`algorithm.action_support`): the row's candidate columns are rewritten to those, and their two
+log-probs stored beside them (`pi_beta_candidates`). The support of the kept set is the kept set, so the
 training step's value is the one over all candidates, and its target forward scores a few candidates, not all.
 """
 
@@ -20,10 +20,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from pipeline.algorithm import action_support, support_size_bound, transitions
 from pipeline.batches import CANDIDATE_COLUMNS, observation_inputs, pad_rows
 from pipeline.candidates import by_state, candidate_columns, candidate_log_probs, state_branches
 from pipeline.config import TrainConfig
-from pipeline.losses import action_support, support_size_bound, transitions
 
 
 class Support(NamedTuple):
@@ -36,17 +36,17 @@ class Support(NamedTuple):
 
 
 @torch.no_grad()
-def top_support(behaviour: torch.nn.Module, padded: dict[str, torch.Tensor], k: int, support_eps: float) -> Support:
+def top_support(pi_beta: torch.nn.Module, padded: dict[str, torch.Tensor], k: int, support_eps: float) -> Support:
     """pi_beta's top-k at every next state, and where the batch lists candidates, those in its support."""
     tr = transitions(padded["input_ids"], padded["action_mask"], padded["turn_end"], padded["rewards"],
                      padded["lengths"], padded["terminated"], gamma=1.0)
     if "candidate_counts" not in padded:
-        log_p = behaviour(padded["input_ids"], padded["attention_mask"], tr.row, tr.next_state_pos,
+        log_p = pi_beta(padded["input_ids"], padded["attention_mask"], tr.row, tr.next_state_pos,
                           **observation_inputs(padded)).float().log_softmax(-1)
         top = log_p.topk(min(k, log_p.shape[-1]), dim=-1)
         return Support(top.indices, top.values)
     boot, _, sizes, per_state, branches = state_branches(padded, tr)
-    log_p, last, action = candidate_log_probs(behaviour, branches, tr.row, tr.next_state_pos)
+    log_p, last, action = candidate_log_probs(pi_beta, branches, tr.row, tr.next_state_pos)
     top = log_p.topk(min(k, log_p.shape[-1]), dim=-1)
     boot_rows = tr.row[boot]
     if not sizes:
@@ -58,25 +58,25 @@ def top_support(behaviour: torch.nn.Module, padded: dict[str, torch.Tensor], k: 
     return Support(top.indices, top.values, kept, torch.stack([last, action], dim=-1)[keep], boot_rows)
 
 
-class BehaviourSupport:
-    """Ray Data callable class: adds `behaviour_ids`, `behaviour_logp` (flat, n_actions * k) and `support_k`;
-    where rows list candidates, keeps those in pi_beta's support and adds `behaviour_candidates` (flat, C * 2)."""
+class PiBetaSupport:
+    """Ray Data callable class: adds `pi_beta_ids`, `pi_beta_logp` (flat, n_actions * k) and `support_k`;
+    where rows list candidates, keeps those in pi_beta's support and adds `pi_beta_candidates` (flat, C * 2)."""
 
     def __init__(self, checkpoint: str, k: int, support_eps: float):
         from pipeline.models import TokenLogits, load_model, load_tokenizer
 
         torch.set_num_threads(1)
-        self.behaviour = TokenLogits(load_model(checkpoint))
+        self.pi_beta = TokenLogits(load_model(checkpoint))
         self.pad_id = load_tokenizer(checkpoint).pad_token_id
         self.k, self.support_eps = k, support_eps
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         padded = pad_rows(batch, self.pad_id)
-        support = top_support(self.behaviour, padded, self.k, self.support_eps)
+        support = top_support(self.pi_beta, padded, self.k, self.support_eps)
         rows = len(padded["lengths"])
         counts = torch.bincount(padded["action_mask"].nonzero()[:, 0], minlength=rows).tolist()
-        batch["behaviour_ids"] = [x.flatten().numpy() for x in support.ids.to(torch.int32).split(counts)]
-        batch["behaviour_logp"] = [x.flatten().numpy().astype(np.float32) for x in support.log_probs.split(counts)]
+        batch["pi_beta_ids"] = [x.flatten().numpy() for x in support.ids.to(torch.int32).split(counts)]
+        batch["pi_beta_logp"] = [x.flatten().numpy().astype(np.float32) for x in support.log_probs.split(counts)]
         batch["support_k"] = np.full(rows, support.ids.shape[-1], dtype=np.int32)
         if support.candidates is not None:
             states = torch.bincount(support.candidate_rows, minlength=rows).tolist()
@@ -90,22 +90,22 @@ class BehaviourSupport:
                 scores.append(support.candidate_log_probs[offset: offset + size].flatten().numpy())
                 start, offset = start + n, offset + size
             batch.update(columns)
-            batch["behaviour_candidates"] = scores
+            batch["pi_beta_candidates"] = scores
         return batch
 
 
 @functools.lru_cache(maxsize=1)  # per Ray worker process: the model is loaded once, not per batch
-def _loaded(checkpoint: str, k: int, support_eps: float) -> BehaviourSupport:
-    return BehaviourSupport(checkpoint, k, support_eps)
+def _loaded(checkpoint: str, k: int, support_eps: float) -> PiBetaSupport:
+    return PiBetaSupport(checkpoint, k, support_eps)
 
 
 def support_batch(batch: dict[str, Any], checkpoint: str, k: int, support_eps: float) -> dict[str, Any]:
-    """`BehaviourSupport` as a Ray Data task function. (A callable class would run on Ray Data actors, which
+    """`PiBetaSupport` as a Ray Data task function. (A callable class would run on Ray Data actors, which
     log a core_worker.cc error about their constructor arguments, ray-project/ray#57733.)"""
     return _loaded(checkpoint, k, support_eps)(batch)
 
 
-def add_behaviour_support(rows, bc_checkpoint: str, cfg: TrainConfig):
+def add_pi_beta_support(rows, bc_checkpoint: str, cfg: TrainConfig):
     """Map training rows (a Ray Dataset) through the BC model once."""
     return rows.map_batches(support_batch, fn_kwargs={"checkpoint": bc_checkpoint,
                                                       "k": support_size_bound(cfg.support_eps),

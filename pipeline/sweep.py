@@ -21,6 +21,7 @@ import os
 import re
 from typing import Any
 
+import envs
 from pipeline import tracking
 from pipeline.config import ConfigError, EvalConfig, TrainConfig
 from pipeline.plotting import pyplot
@@ -88,7 +89,7 @@ def run_sweep(task: str, run_dir: str, stage: str, search: dict[str, Any], num_s
                                       params={"task": task, "stage": stage, "search": json.dumps(
                                           {k: str(v) for k, v in search.items()})})
     bc_ckpt = os.path.join(run_dir, "bc", FINAL_CHECKPOINT)
-    data = {} if extraction else _training_data(base, search, run_dir, sweep_dir, task,
+    data = {} if extraction else _training_data(base, search, run_dir, sweep_dir, envs.get_task(task),
                                                 bc_ckpt if stage in FROM_BC else None)
     context = {"task": task, "run_dir": run_dir, "data": data, "sweep_dir": sweep_dir, "stage": stage, "base": base,
                "eval": eval_cfg, "tracking_uri": uri, "parent": parent.run_id,
@@ -159,7 +160,7 @@ def _data_key(config: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in sorted(config.items()) if k in DATA_FIELDS})
 
 
-def _training_data(base: TrainConfig, search: dict[str, Any], run_dir: str, sweep_dir: str, task: str,
+def _training_data(base: TrainConfig, search: dict[str, Any], run_dir: str, sweep_dir: str, task: envs.Task,
                    bc_checkpoint: str | None) -> dict[str, Any]:
     """{_data_key: TrainingData}: the rows tokenized once per grid point of the swept fields that shape them
     (filtered BC's fraction, SPO's Q0_hat settings, ...), here in the driver, because Ray Data cannot schedule

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.base import Task
 from pipeline.tokens import EOT, OBS
 
 
@@ -160,7 +161,7 @@ def next_state_candidates(codec: TurnCodec, infos: Sequence[dict[str, Any]], row
                               for t in bootstrapped_turns(row)])
 
 
-def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: int, with_candidates: bool = False):
+def tokenize_dataset(episodes, tokenizer_dir: str, task: Task, max_length: int, with_candidates: bool = False):
     """Map a Ray Dataset of episode records to training rows; drops episodes whose first turn does not fit.
 
     Rows of pixel tasks also carry the kept observations' PNG images (`obs_images`) and proprioception
@@ -168,9 +169,11 @@ def tokenize_dataset(episodes, tokenizer_dir: str, task_name: str, max_length: i
     next state's rankable admissible actions as token ids (`pipeline.candidates.candidate_columns`), read from
     the step infos the environment gave.
     """
-    import envs
+    task_name = task.name  # Ray Data's workers look the task up by name
 
     def encode(batch: dict[str, Any]) -> dict[str, list]:
+        import envs
+
         task = envs.get_task(task_name)
         codec = _codec(tokenizer_dir, task_name)
         out: dict[str, list] = {}

@@ -1,4 +1,4 @@
-"""The training stages: one Ray Train loop, the stage chooses the loss (pipeline.losses).
+"""The training stages: one Ray Train loop, the stage chooses the loss (pipeline.algorithm).
 
     bc:          minimise  mean_i -log pi(a_i|s_i)                         over agent tokens
     filtered_bc: the same, on the episodes whose return is in the dataset's top `filter_top_fraction`
@@ -16,6 +16,7 @@ finished stage's model is copied to `<out>/checkpoint`, which the next stage loa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -29,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline import losses
-from pipeline.batches import PadBatch, observation_inputs
-from pipeline.candidates import by_state, candidate_log_probs, state_branches
+import envs
+from envs import Task
+from pipeline import algorithm
+from pipeline.batches import PadBatch
 from pipeline.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
 from pipeline.models import (
     STAGE_FILE,
@@ -52,7 +54,7 @@ FINAL_CHECKPOINT = "checkpoint"
 BASE_STAGE = {"bc": "bc", "filtered_bc": "bc", "qsft": "qsft", "ilql": "qsft", "spo": "qsft"}
 FROM_BC = ("qsft", "ilql", "spo")  # the stages that read the BC checkpoint (pi_beta, pi_0, or their start)
 # The config fields `prepare_data` reads beside the stage: they shape the training rows, not only the loop.
-DATA_FIELDS = ("filter_top_fraction", "spo_beta", "spo_loss", "support_eps", "behaviour_support", "backup",
+DATA_FIELDS = ("filter_top_fraction", "spo_beta", "spo_loss", "support_eps", "pi_beta_support", "backup",
                "model.max_length")
 
 
@@ -68,168 +70,40 @@ def method_config(stage: str, bc_cfg: TrainConfig, qsft_cfg: TrainConfig, overri
     return apply_overrides(base, {**(overrides or {}), "stage": stage})
 
 
-# -------------------------------------------------------------------------------------------- step
-def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn.Module,
-              target: torch.nn.Module | None, behaviour: torch.nn.Module | None) -> tuple[torch.Tensor, dict]:
-    """The stage's loss on one padded batch, and its diagnostics."""
-    tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
-                            batch["lengths"], batch["terminated"], cfg.gamma, cfg.per_token_discount)
-    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
-    if cfg.stage == "ilql":
-        return _ilql_loss(cfg, batch, tr, policy, target)
-    logits = policy(ids, attn, tr.row, tr.state_pos, **obs)
-    if cfg.stage in ("bc", "filtered_bc"):
-        token_losses = losses.bc_token_losses(logits, tr.action)
-        return token_losses.mean(), {"tokens": tr.action.numel()}
-    if cfg.stage == "spo":
-        return _spo_loss(cfg, batch, tr, logits, behaviour)
-    if cfg.backup == "action":
-        y = _action_backup_targets(cfg, batch, tr, target, behaviour)
-    else:
-        with torch.no_grad():
-            next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
-            next_target, next_behaviour = _with_behaviour(batch, next_target, lambda: behaviour(
-                ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1))
-        y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
-    token_losses = losses.qsft_token_losses(logits, tr.action, y.target)
-    return token_losses.mean(), {
-        "tokens": tr.action.numel(),
-        "target_mean": y.target.mean().item(),
-        "target_clipped_frac": y.clipped.float().mean().item(),
-        "support_size": y.support_size.float().mean().item(),
-        "p_action_mean": logits.float().softmax(-1).gather(-1, tr.action[:, None]).mean().item(),
-    }
-
-
-def _with_behaviour(batch: dict[str, torch.Tensor], next_target: torch.Tensor, behaviour_log_probs
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(p_target, pi_beta) log-probabilities at the next states over the same tokens: pi_beta's precomputed top-k
-    (pipeline.support) with p_target gathered on it, or the full vocabulary from `behaviour_log_probs()`."""
-    if "behaviour_logp" in batch:
-        return next_target.gather(-1, batch["behaviour_ids"]), batch["behaviour_logp"]
-    return next_target, behaviour_log_probs()
-
-
-@torch.no_grad()
-def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions,
-                           target: torch.nn.Module, behaviour: torch.nn.Module | None) -> losses.BellmanTargets:
-    """Q-SFT's targets with the action-level next-state value (pipeline.candidates) at every turn's last token
-    that bootstraps from a state with candidates (the batch's `candidate_*` columns); the tokens inside an
-    utterance, and turn ends before a state with none, keep the token-level targets. One forward per model reads
-    both: the batch's rows with each state's candidates branched after it. pi_beta's part comes from the batch
-    where the support pass stored it (`behaviour_candidates`), else from a forward."""
-    _, ranked, sizes, _, branches = state_branches(batch, tr, torch.bfloat16 if cfg.bf16 else torch.float32)
-    next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos)
-    if "behaviour_candidates" in batch:
-        behaviour_last, behaviour_action = batch["behaviour_candidates"].unbind(-1)
-        next_target, next_behaviour = _with_behaviour(batch, next_target, None)
-    else:
-        next_behaviour, behaviour_last, behaviour_action = candidate_log_probs(
-            behaviour, branches, tr.row, tr.next_state_pos)
-    y = losses.bellman_targets(next_target, next_behaviour, tr.reward, tr.discount, cfg.support_eps)
-    if not sizes:
-        return y
-    value = losses.action_values(by_state(target_last, sizes, 0.0), by_state(behaviour_last, sizes, 0.0),
-                                 by_state(behaviour_action, sizes, -torch.inf), cfg.support_eps)
-    unclipped = y.target.clone()
-    unclipped[ranked] = tr.reward[ranked] + tr.discount[ranked] * value
-    target_values = unclipped.clamp(0.0, 1.0)
-    support = y.support_size.clone()
-    support[ranked] = torch.tensor(sizes, device=support.device, dtype=support.dtype)
-    clipped = y.clipped.clone()
-    clipped[ranked] = unclipped[ranked] != target_values[ranked]
-    return losses.BellmanTargets(target_values, support, clipped)
-
-
-def _spo_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions, logits: torch.Tensor,
-              reference: torch.nn.Module) -> tuple[torch.Tensor, dict]:
-    """SPO: Q-regression of the cumulative Q of pi_theta (`logits`) against pi_0 (`reference`) on the returns."""
-    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
-    logp = -losses.bc_token_losses(logits, tr.action)
-    with torch.no_grad():
-        reference_logp = -losses.bc_token_losses(reference(ids, attn, tr.row, tr.state_pos, **obs), tr.action)
-    q = losses.cumulative_q(logp, reference_logp, tr.row, batch["q0"], cfg.spo_beta)
-    ends_turn = batch["turn_end"][tr.row, tr.state_pos + 1]
-    mask, returns = losses.spo_targets(tr.reward, tr.row, ends_turn, cfg.spo_turn_targets)
-    token_losses = losses.spo_regression_losses(q[mask], returns[mask], cfg.spo_beta, cfg.spo_loss)
-    return token_losses.mean(), {"tokens": tr.action.numel(), "targets": int(mask.sum()),
-                                 "q_mean": q[mask].mean().item(), "return_mean": returns[mask].mean().item(),
-                                 "log_ratio_mean": (logp - reference_logp).mean().item()}
-
-
-def _ilql_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: losses.Transitions, online: torch.nn.Module,
-               target: torch.nn.Module) -> tuple[torch.Tensor, dict]:
-    """ILQL: one backbone pass gives Q and V at s_i and V at s'_i; the target network gives Q_target at s_i."""
-    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
-    n = tr.action.numel()
-    q_values, values = online(ids, attn, torch.cat([tr.row, tr.row]), torch.cat([tr.state_pos, tr.next_state_pos]),
-                              **obs)
-    with torch.no_grad():
-        target_q, _ = target(ids, attn, tr.row, tr.state_pos, **obs)
-    parts = losses.ilql_token_losses(q_values[:n], tr.action, target_q, values[:n], values[n:].detach(), tr.reward,
-                                     tr.discount, cfg.tau_e)
-    loss = (parts.q + parts.v + cfg.cql_weight * parts.cql).mean()
-    return loss, {"tokens": n, "q_loss": parts.q.mean().item(), "v_loss": parts.v.mean().item(),
-                  "cql": parts.cql.mean().item(), "v_mean": values[:n].mean().item()}
-
-
-@torch.no_grad()
-def update_target(target: torch.nn.Module, online: torch.nn.Module, cfg: TrainConfig, step: int) -> None:
-    """Polyak: theta_target <- (1 - tau) theta_target + tau theta; or a hard copy every K steps."""
-    if cfg.target_update == "polyak":
-        for t, o in zip(target.parameters(), online.parameters()):
-            t.lerp_(o, cfg.tau)
-    elif step % cfg.hard_update_every == 0:
-        target.load_state_dict(online.state_dict())
-
-
-class StageBatch(PadBatch):
-    """`PadBatch`, plus SPO's per-row Q0_hat (`q0`, (B,)) where the rows carry it."""
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        out = super().__call__(batch)
-        if "q0" in batch:
-            out["q0"] = torch.as_tensor(np.asarray(batch["q0"], dtype=np.float32))
-        return out
-
-
-def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
-    """Linear warm-up, then cosine decay to 10%."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
 # ------------------------------------------------------------------------------------ worker loop
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    import ray.train
-    import ray.train.torch
-    from ray.experimental.tqdm_ray import tqdm
+@dataclass
+class Learner:
+    """One worker's training state: p_theta (`online`: the LM `model`, with ILQL's `heads`), its target network,
+    the frozen pi_beta where the step needs its forward, the optimizer, and the number of steps taken."""
 
-    cfg: TrainConfig = from_dict(TrainConfig, config["cfg"])
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    device = ray.train.torch.get_device()
-    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))  # fractional CPUs: don't oversubscribe cores
-    torch.manual_seed(cfg.seed + rank)
-    tokenizer = load_tokenizer(config["tokenizer_dir"])
+    model: torch.nn.Module
+    heads: torch.nn.Module | None
+    online: torch.nn.Module
+    target: torch.nn.Module | None
+    pi_beta: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    step: int
 
-    if cfg.stage in ("ilql", "spo") or (cfg.stage == "qsft" and cfg.init_from == "bc"):
-        model = load_model(config["bc_checkpoint"]).train()
+
+def build_learner(cfg: TrainConfig, config: dict[str, Any], tokenizer, device: torch.device,
+                  resume_from: str | None) -> Learner:
+    """The stage's models and optimizer. p_theta starts from the BC checkpoint (ILQL, SPO, Q-SFT with
+    `init_from="bc"`) or from the model section (`init_from="base"`: pretrained weights at model.name_or_path,
+    else a seeded random initialisation); `resume_from`, a checkpoint of an interrupted run of this stage,
+    restores p_theta, the heads, the target network, the optimizer and the step instead."""
+    state: dict[str, Any] = {"step": 0}
+    if resume_from:
+        model, state = load_model(resume_from), load_trainer_state(resume_from)
+    elif cfg.stage in ("ilql", "spo") or (cfg.stage == "qsft" and cfg.init_from == "bc"):
+        model = load_model(config["bc_checkpoint"])
     else:
         model = load_initial_model(cfg.model, tokenizer, cfg.seed, config["observation_space"])
-    heads = new_value_heads(model) if cfg.stage == "ilql" else None
-    state: dict[str, Any] = {"step": 0}
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            model = load_model(folder).train()
-            heads = load_value_heads(folder).train() if heads is not None else None
-            state = load_trainer_state(folder)
-    online = TokenLogits(model) if heads is None else TokenValues(model, heads)
+    heads = None
+    if cfg.stage == "ilql":
+        heads = (load_value_heads(resume_from) if resume_from else new_value_heads(model)).train()
+    online = TokenLogits(model.train()) if heads is None else TokenValues(model.train(), heads)
 
-    target = behaviour = None
+    target = pi_beta = None
     if cfg.stage in ("qsft", "ilql"):
         target = copy.deepcopy(online)
         if "target" in state:
@@ -237,72 +111,100 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if "target_heads" in state:
             target.heads.load_state_dict(state["target_heads"])
         target = target.to(device).eval().requires_grad_(False)
-    if cfg.stage == "spo" or (cfg.stage == "qsft" and cfg.behaviour_support == "online"):
-        behaviour = TokenLogits(load_model(config["bc_checkpoint"], device).requires_grad_(False))
+    if cfg.stage == "spo" or (cfg.stage == "qsft" and cfg.pi_beta_support == "online"):
+        pi_beta = TokenLogits(load_model(config["bc_checkpoint"], device).requires_grad_(False))
 
-    policy = ray.train.torch.prepare_model(online.train())
     optimizer = torch.optim.AdamW(online.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if "optimizer" in state:
         optimizer.load_state_dict(state["optimizer"])
+    return Learner(model, heads, online, target, pi_beta, optimizer, state["step"])
+
+
+def train_step(cfg: TrainConfig, learner: Learner, policy: torch.nn.Module, batch: dict[str, torch.Tensor],
+               total: int, action_vocab: torch.Tensor | None) -> dict[str, float]:
+    """One optimizer step on the stage's loss (`algorithm.step_loss`; `policy` is `learner.online` as Ray Train
+    prepared it), then the target network's update; returns the step's metrics."""
+    for group in learner.optimizer.param_groups:
+        group["lr"] = algorithm.learning_rate(cfg, learner.step, total)
+    with torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        loss, stats = algorithm.step_loss(cfg, batch, policy, learner.target, learner.pi_beta, action_vocab)
+    learner.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(learner.online.parameters(), cfg.grad_clip)
+    learner.optimizer.step()
+    learner.step += 1
+    if learner.target is not None:
+        algorithm.update_target(learner.target, learner.online, cfg, learner.step)
+    return {"loss": loss.item(), "grad_norm": float(grad_norm), **stats}
+
+
+def report_checkpoint(cfg: TrainConfig, config: dict[str, Any], learner: Learner, tokenizer,
+                      metrics: dict[str, float], rank: int) -> None:
+    """Report the metrics and an HF checkpoint (rank 0's) to Ray Train, with the trainer state a resume needs."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = None
+        if rank == 0:
+            trainer_state = {"step": learner.step, "optimizer": learner.optimizer.state_dict()}
+            if learner.target is not None:
+                trainer_state["target"] = learner.target.model.state_dict()
+            if learner.heads is not None:
+                trainer_state["target_heads"] = learner.target.heads.state_dict()
+            save_checkpoint(tmp, learner.model, tokenizer, {"stage": cfg.stage, "config": to_dict(cfg),
+                                                            "step": learner.step, "metrics": metrics,
+                                                            "data": config["data"], **config["stage_info"]},
+                            trainer_state, learner.heads)
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"step_{learner.step:07d}")
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's worker: build (or resume) the learner, then step through the data shard, logging every
+    `log_every` steps and checkpointing every `checkpoint_every` steps and at the end."""
+    import ray.train
+    import ray.train.torch
+    from ray.experimental.tqdm_ray import tqdm
+
+    cfg: TrainConfig = from_dict(TrainConfig, config["cfg"])
+    rank = ray.train.get_context().get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))  # fractional CPUs: don't oversubscribe cores
+    torch.manual_seed(cfg.seed + rank)
+    tokenizer = load_tokenizer(config["tokenizer_dir"])
+    checkpoint = ray.train.get_checkpoint()
+    with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_from:
+        learner = build_learner(cfg, config, tokenizer, device, resume_from)
+    policy = ray.train.torch.prepare_model(learner.online)
+    action_vocab = None if config["action_vocab"] is None else torch.tensor(config["action_vocab"], device=device)
 
     total = config["total_steps"]
-    step = state["step"]
     shard = ray.train.get_dataset_shard("train")
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     bar = tqdm(total=total, desc=f"{cfg.stage} training") if rank == 0 and config["progress"] else None
     if bar is not None:
-        bar.update(step)
+        bar.update(learner.step)
     window: dict[str, list[float]] = {}
     tick, tokens = time.perf_counter(), 0
-
-    def report(log: bool, save: bool) -> None:
-        """Log the metrics since the last log (`log`), and report a checkpoint to Ray Train (`save`)."""
-        metrics = {k: float(np.mean(v)) for k, v in window.items()}
-        metrics.update(step=step, tokens_per_s=tokens / max(1e-9, time.perf_counter() - tick))
-        if log and rank == 0 and config.get("mlflow"):
-            _log_mlflow(config["mlflow"], metrics, step)
-        if not save:
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = None
-            if rank == 0:
-                trainer_state = {"step": step, "optimizer": optimizer.state_dict()}
-                if target is not None:
-                    trainer_state["target"] = target.model.state_dict()
-                if heads is not None:
-                    trainer_state["target_heads"] = target.heads.state_dict()
-                save_checkpoint(tmp, model, tokenizer, {"stage": cfg.stage, "config": to_dict(cfg),
-                                                        "step": step, "metrics": metrics,
-                                                        "data": config["data"], **config["stage_info"]},
-                                trainer_state, heads)
-                ckpt = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"step_{step:07d}")
-
-    while step < total:
-        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=StageBatch(tokenizer.pad_token_id),
+    while learner.step < total:
+        for batch in shard.iter_torch_batches(batch_size=cfg.batch_size, collate_fn=PadBatch(tokenizer.pad_token_id),
                                               device=device, drop_last=True):
-            if step >= total:
+            if learner.step >= total:
                 continue  # drain the epoch rather than break out of the iterator (RAY_NOTES gotcha 10)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step, total)
-            with autocast:
-                loss, stats = step_loss(cfg, batch, policy, target, behaviour)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.grad_clip)
-            optimizer.step()
-            step += 1
-            if target is not None:
-                update_target(target, online, cfg, step)
-            tokens += int(batch["attention_mask"].sum())
-            for key, value in {"loss": loss.item(), "grad_norm": float(grad_norm), **stats}.items():
+            for key, value in train_step(cfg, learner, policy, batch, total, action_vocab).items():
                 window.setdefault(key, []).append(float(value))
+            tokens += int(batch["attention_mask"].sum())
             if bar is not None:
                 bar.update(1)
-            log = step % cfg.log_every == 0 or step == total
-            save = step == total or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0)
-            if log or save:
-                report(log, save)
+            log = learner.step % cfg.log_every == 0 or learner.step == total
+            save = learner.step == total or (cfg.checkpoint_every > 0 and learner.step % cfg.checkpoint_every == 0)
+            if not (log or save):
+                continue
+            metrics = {k: float(np.mean(v)) for k, v in window.items()}
+            metrics.update(step=learner.step, tokens_per_s=tokens / max(1e-9, time.perf_counter() - tick))
+            if log and rank == 0 and config.get("mlflow"):
+                _log_mlflow(config["mlflow"], metrics, learner.step)
+            if save:
+                report_checkpoint(cfg, config, learner, tokenizer, metrics, rank)
             if log:
                 window, tick, tokens = {}, time.perf_counter(), 0
     if bar is not None:
@@ -318,16 +220,14 @@ def load_trainer_state(folder: str) -> dict[str, Any]:
     return torch.load(os.path.join(folder, TRAINER_STATE_FILE), weights_only=True)
 
 
-def check_backup(cfg: TrainConfig, task_name: str) -> bool:
+def check_backup(cfg: TrainConfig, task: Task) -> bool:
     """Whether the stage's rows need each next state's candidates (Q-SFT's action-level backup); a ConfigError
     where the backup cannot apply."""
     if cfg.backup == "token":
         return False
-    import envs
-
-    if cfg.stage != "qsft" or not envs.get_task(task_name).has_admissible_actions:
+    if cfg.stage != "qsft" or not task.has_admissible_actions:
         raise ConfigError(f"config field 'backup' = 'action' needs the qsft stage and a task that lists admissible "
-                          f"actions (Task.has_admissible_actions); got stage {cfg.stage!r} on {task_name!r}")
+                          f"actions (Task.has_admissible_actions); got stage {cfg.stage!r} on {task.name!r}")
     return True
 
 
@@ -344,13 +244,23 @@ def check_bc_checkpoint(path: str, task_name: str) -> None:
                          f"{task_name!r}, the task of the data")
 
 
-def output_vocab_size(checkpoint: str) -> int:
-    """The width of a checkpoint's logits, the V that `losses.qsft_token_losses` smooths over.
+def action_vocabulary(task: Task, tokenizer_dir: str) -> list[int] | None:
+    """The token ids an action can consist of, where the task has an action vocabulary (a pixel task's bin
+    tokens); None where any token may be part of an action (text)."""
+    if task.action_tokenizer is None:
+        return None
+    from pipeline.tokenize import make_codec
 
-    It can exceed len(tokenizer) (a pretrained embedding padded to a multiple of 64, say), so the
-    label-smoothing floor is taken from the model's config (`resize_token_embeddings` keeps it current;
-    Q-SFT's policy has the BC model's shape).
-    """
+    return list(make_codec(load_tokenizer(tokenizer_dir), task).action_token_ids)
+
+
+def smoothing_vocab_size(checkpoint: str, action_vocab: list[int] | None) -> int:
+    """|A|, the size of the vocabulary `algorithm.qsft_token_losses` smooths over: the action vocabulary, or
+    the width of the checkpoint's logits. That width can exceed len(tokenizer) (a pretrained embedding padded
+    to a multiple of 64, say), so it is read from the model's config (`resize_token_embeddings` keeps it
+    current; Q-SFT's policy has the BC model's shape)."""
+    if action_vocab is not None:
+        return len(action_vocab)
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(checkpoint).vocab_size
@@ -381,7 +291,7 @@ class TrainingData:
         return self.info["episodes_used"]
 
 
-def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
+def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task: Task,
                  bc_checkpoint: str | None = None) -> TrainingData:
     """Tokenize a dataset for a stage (Ray Data): the stages that start from BC use the BC checkpoint's
     tokenizer, BC and filtered BC train one (on all the data's text, so both get the same)."""
@@ -393,9 +303,9 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
 
     wait_for_free_cpus()
     episodes = read_episodes(data_dir).materialize()  # read once: grouping steps into episodes is a shuffle
-    tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, episodes, out, task_name)
-    tokenized = tokenize_dataset(episodes, tokenizer_dir, task_name, cfg.model.max_length,
-                                 with_candidates=check_backup(cfg, task_name))
+    tokenizer_dir = bc_checkpoint if cfg.stage in FROM_BC else _ensure_tokenizer(cfg, episodes, out, task)
+    tokenized = tokenize_dataset(episodes, tokenizer_dir, task, cfg.model.max_length,
+                                 with_candidates=check_backup(cfg, task))
     tokenized = tokenized.materialize()
     kept = usable = tokenized.filter(expr=col("length") > 0).materialize()
     selection: dict[str, Any] = {}
@@ -403,10 +313,10 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task_name: str,
         kept, selection = top_episodes(usable, episode_table(episodes), cfg.filter_top_fraction)
     elif cfg.stage == "spo":
         kept, selection = with_initial_values(usable, episode_table(episodes), cfg)
-    if cfg.stage == "qsft" and cfg.behaviour_support == "precomputed":
-        from pipeline.support import add_behaviour_support
+    if cfg.stage == "qsft" and cfg.pi_beta_support == "precomputed":
+        from pipeline.support import add_pi_beta_support
 
-        kept = add_behaviour_support(kept, bc_checkpoint, cfg)
+        kept = add_pi_beta_support(kept, bc_checkpoint, cfg)
     kept = kept.materialize()
     count = tokenized.count()
     info = {"episodes": count, "episodes_used": kept.count(), "episodes_dropped": count - usable.count(),
@@ -428,11 +338,11 @@ def episode_table(episodes) -> dict[int, tuple[float, str]]:
 
 
 def top_episodes(rows, table: dict[int, tuple[float, str]], fraction: float) -> tuple[Any, dict[str, Any]]:
-    """Filtered BC's rows: those whose episode's raw return is in the top `fraction` (losses.top_fraction_filter)."""
+    """Filtered BC's rows: those whose episode's raw return is in the top `fraction` (algorithm.top_fraction_filter)."""
     from ray.data.expressions import col
 
     ids = sorted(int(r["episode_id"]) for r in rows.select_columns(["episode_id"]).take_all())
-    keep, threshold = losses.top_fraction_filter(torch.tensor([table[e][0] for e in ids]), fraction)
+    keep, threshold = algorithm.top_fraction_filter(torch.tensor([table[e][0] for e in ids]), fraction)
     chosen = [e for e, k in zip(ids, keep.tolist()) if k]
     return rows.filter(expr=col("episode_id").is_in(chosen)), {
         "top_fraction": fraction, "return_threshold": threshold, "episodes_considered": len(ids),
@@ -440,7 +350,7 @@ def top_episodes(rows, table: dict[int, tuple[float, str]], fraction: float) -> 
 
 
 def with_initial_values(rows, table: dict[int, tuple[float, str]], cfg: TrainConfig) -> tuple[Any, dict[str, Any]]:
-    """SPO's rows with a `q0` column, Q0_hat of the row's episode (losses.spo_initial_values) from the unit
+    """SPO's rows with a `q0` column, Q0_hat of the row's episode (algorithm.spo_initial_values) from the unit
     returns of the rows of the same instance."""
     returns = {int(r["episode_id"]): float(np.sum(r["rewards"]))
                for r in rows.select_columns(["episode_id", "rewards"]).take_all()}
@@ -448,7 +358,7 @@ def with_initial_values(rows, table: dict[int, tuple[float, str]], cfg: TrainCon
     instances = sorted({table[e][1] for e in ids})
     index = {name: i for i, name in enumerate(instances)}
     groups = torch.tensor([index[table[e][1]] for e in ids])
-    q0 = losses.spo_initial_values(torch.tensor([returns[e] for e in ids]), groups, cfg.spo_beta, cfg.spo_loss)
+    q0 = algorithm.spo_initial_values(torch.tensor([returns[e] for e in ids]), groups, cfg.spo_beta, cfg.spo_loss)
     by_episode = dict(zip(ids, q0.tolist()))
 
     def attach(batch: dict[str, Any]) -> dict[str, Any]:
@@ -469,44 +379,45 @@ class StageResult:
     resumed_from_step: int
 
 
-def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_checkpoint: str | None = None,
+def run_stage(cfg: TrainConfig, data_dir: str, out: str, task: Task | str, bc_checkpoint: str | None = None,
               tracking_uri: str | None = None, progress: bool = True, callbacks: list | None = None,
               parent_run_id: str | None = None, run_name: str | None = None,
               data: TrainingData | None = None) -> StageResult:
     """Run one training stage as its own Ray Train job; resumable; returns the final checkpoint path.
 
     `out` holds everything of the stage: the tokenizer, Ray Train's run (checkpoints), and the final
-    `checkpoint/` folder handed to the next stage. Requires Ray to be initialised.
+    `checkpoint/` folder handed to the next stage. `task` is a Task, or its name. Requires Ray to be initialised.
     """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from pipeline import tracking
 
+    task = envs.as_task(task)
     if cfg.stage in FROM_BC:
         if not bc_checkpoint:
             raise ValueError(f"the {cfg.stage} stage needs bc_checkpoint (the BC stage's checkpoint folder)")
-        check_bc_checkpoint(bc_checkpoint, task_name)
+        check_bc_checkpoint(bc_checkpoint, task.name)
     if cfg.stage == "qsft":
-        vocab = output_vocab_size(bc_checkpoint)
-        floor = losses.label_smoothing_floor(vocab)
+        vocab = smoothing_vocab_size(bc_checkpoint, action_vocabulary(task, bc_checkpoint))
+        floor = algorithm.label_smoothing_floor(vocab)
         if cfg.support_eps <= floor:
             raise ConfigError(f"config field 'support_eps' ({cfg.support_eps}) must exceed the label-smoothing "
-                              f"floor 1/(V-1) = {floor:.4f} of the {bc_checkpoint} model (V = {vocab} logits), "
-                              f"else the Bellman targets saturate at 1; use e.g. {min(0.5, 3 * floor):.2f}")
-    check_backup(cfg, task_name)
+                              f"floor 1/(|A|-1) = {floor:.4f} of the {bc_checkpoint} model (|A| = {vocab} action "
+                              f"tokens), else the Bellman targets saturate at 1; use e.g. {min(0.5, 3 * floor):.2f}")
+    check_backup(cfg, task)
     out = os.path.abspath(out)
     os.makedirs(out, exist_ok=True)
-    data = data or prepare_data(cfg, data_dir, out, task_name, bc_checkpoint)
+    data = data or prepare_data(cfg, data_dir, out, task, bc_checkpoint)
     if data.episodes_used < cfg.num_workers * cfg.batch_size:
         raise ValueError(f"{data_dir}: {data.episodes_used} usable episodes, fewer than num_workers * batch_size "
                          f"({cfg.num_workers} * {cfg.batch_size}); collect more data or lower batch_size")
     steps_per_epoch = data.episodes_used // (cfg.num_workers * cfg.batch_size)
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    stage_info = {"task": task_name, "bc_checkpoint": bc_checkpoint, **data.info}
+    stage_info = {"task": task.name, "bc_checkpoint": bc_checkpoint, **data.info}
     tokenizer_dir = data.tokenizer_dir
 
-    run = tracking.start_stage_run(out, run_name or f"{task_name}-{cfg.stage}",
+    run = tracking.start_stage_run(out, run_name or f"{task.name}-{cfg.stage}",
                                    tracking.tracking_uri_for(os.path.dirname(out), tracking_uri),
                                    params={**_flat(to_dict(cfg)), "data": data_dir, **stage_info,
                                            "total_steps": total}, parent_run_id=parent_run_id)
@@ -515,7 +426,8 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
         train_loop_config={"cfg": to_dict(cfg), "tokenizer_dir": tokenizer_dir, "bc_checkpoint": bc_checkpoint,
                            "total_steps": total, "data": data_dir, "progress": progress,
                            "stage_info": {**stage_info, **({"selection": data.selection} if data.selection else {})},
-                           "observation_space": pixel_observation_space(task_name),
+                           "observation_space": pixel_observation_space(task),
+                           "action_vocab": action_vocabulary(task, tokenizer_dir),
                            "mlflow": {"tracking_uri": run.tracking_uri, "run_id": run.run_id}},
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
@@ -541,13 +453,10 @@ def run_stage(cfg: TrainConfig, data_dir: str, out: str, task_name: str, bc_chec
     return StageResult(checkpoint=final, metrics=metrics, resumed_from_step=resumed)
 
 
-def pixel_observation_space(task_name: str):
+def pixel_observation_space(task: Task):
     """A pixel task's observation space (it sizes the PixelGPT); None for text tasks."""
     import gymnasium
 
-    import envs
-
-    task = envs.get_task(task_name)
     if task.action_tokenizer is None:
         return None
     env = gymnasium.make(task.env_id, **task.env_kwargs)
@@ -556,9 +465,8 @@ def pixel_observation_space(task_name: str):
     return space
 
 
-def _ensure_tokenizer(cfg: TrainConfig, episodes, out: str, task_name: str) -> str:
+def _ensure_tokenizer(cfg: TrainConfig, episodes, out: str, task: Task) -> str:
     """Train (or, on resume, reuse) the stage's tokenizer on the episodes' texts; returns its folder."""
-    import envs
     from pipeline.models import build_task_tokenizer
     from pipeline.tokens import EOT
 
@@ -567,7 +475,7 @@ def _ensure_tokenizer(cfg: TrainConfig, episodes, out: str, task_name: str) -> s
         return folder
     texts = (text for batch in episodes.iter_batches(batch_size=256, batch_format="numpy")
              for column in ("observations", "actions") for episode in batch[column] for text in episode)
-    tokenizer = build_task_tokenizer(cfg.model, envs.get_task(task_name), texts)
+    tokenizer = build_task_tokenizer(cfg.model, task, texts)
     assert tokenizer.convert_tokens_to_ids(EOT) is not None
     staging = folder + ".partial"
     tokenizer.save_pretrained(staging)

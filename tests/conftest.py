@@ -140,9 +140,9 @@ def fit_behaviour(model, padded: dict, steps: int = 20):
     exceed the support thresholds (a random one puts ~1/V on every token). Returns the model, in eval mode."""
     import torch
 
+    from pipeline.algorithm import step_loss
     from pipeline.config import TrainConfig
     from pipeline.models import TokenLogits
-    from pipeline.train import step_loss
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(steps):

@@ -13,15 +13,16 @@ import pytest
 import torch
 from conftest import fit_behaviour
 
-from pipeline import losses
+import envs
+from pipeline import algorithm
+from pipeline.algorithm import step_loss, support_size_bound
 from pipeline.batches import pad_rows
 from pipeline.candidates import append_candidates, candidate_columns, split_candidates
 from pipeline.config import ModelConfig, TrainConfig
-from pipeline.losses import support_size_bound
 from pipeline.models import TokenLogits, build_tokenizer, load_initial_model, save_checkpoint
-from pipeline.support import BehaviourSupport
+from pipeline.support import PiBetaSupport
 from pipeline.tokenize import TurnCodec, bootstrapped_turns, encode_episode, next_state_candidates
-from pipeline.train import check_backup, step_loss
+from pipeline.train import check_backup
 
 MOVES = ["up", "down", "left", "right"]
 TEXTS = ["goal 1 1 start 3 3\n", "2 3\n", "wall 2 3\n", "goal\n", *MOVES] * 30
@@ -118,16 +119,16 @@ def test_action_values_take_the_best_supported_last_token_ratio():
     behaviour_action = torch.tensor([[0.6, 0.35, 0.05], [0.5, 0.3, 0.2]]).log()
     target_last = torch.tensor([[0.5, 0.72, 0.99], [0.2, 0.4, 0.3]]).log()
     behaviour_last = torch.tensor([[1.0, 0.9, 1.0], [0.8, 1.0, 1.0]]).log()
-    got = losses.action_values(target_last, behaviour_last, behaviour_action + 1.7, support_eps=0.1)
+    got = algorithm.action_values(target_last, behaviour_last, behaviour_action + 1.7, support_eps=0.1)
     # state 0: the third candidate (0.05 <= eps) is out; ratios 0.5 and 0.8 -> 0.8
     # state 1: all in; ratios 0.25, 0.4, 0.3 -> 0.4 (an unnormalised pi_beta gives the same support)
     assert got.tolist() == pytest.approx([0.8, 0.4], abs=1e-6)
     # a state with fewer candidates is padded with log pi_beta = -inf: the padding is never in the support
-    padded = losses.action_values(torch.tensor([[0.5, 0.99]]).log(), torch.tensor([[1.0, 0.01]]).log(),
+    padded = algorithm.action_values(torch.tensor([[0.5, 0.99]]).log(), torch.tensor([[1.0, 0.01]]).log(),
                                   torch.tensor([[0.0, -torch.inf]]), support_eps=0.1)
     assert padded.item() == pytest.approx(0.5)
     # the most likely candidate stays even above 1/eps candidates' worth of threshold
-    assert losses.action_values(target_last[:1], behaviour_last[:1], behaviour_action[:1],
+    assert algorithm.action_values(target_last[:1], behaviour_last[:1], behaviour_action[:1],
                                 support_eps=0.9).item() == pytest.approx(0.5)
 
 
@@ -139,15 +140,15 @@ def test_training_targets_use_the_action_level_value_at_turn_ends():
         for p in target_model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     train = TrainConfig(stage="qsft", model=cfg, gamma=0.9, support_eps=0.2, backup="action",
-                        behaviour_support="online")
+                        pi_beta_support="online")
     captured = {}
-    original = losses.qsft_token_losses
+    original = algorithm.qsft_token_losses
 
-    def capture(logits, actions, targets):
+    def capture(logits, actions, targets, action_vocab=None):
         captured["y"] = targets
-        return original(logits, actions, targets)
+        return original(logits, actions, targets, action_vocab)
 
-    losses.qsft_token_losses = capture
+    algorithm.qsft_token_losses = capture
     try:
         step_loss(train, batch, TokenLogits(online), TokenLogits(target_model), TokenLogits(behaviour_model))
         step_loss(dataclasses.replace(train, backup="token"), batch, TokenLogits(online), TokenLogits(target_model),
@@ -155,10 +156,10 @@ def test_training_targets_use_the_action_level_value_at_turn_ends():
         captured["token_level"] = captured["y"]
         step_loss(train, batch, TokenLogits(online), TokenLogits(target_model), TokenLogits(behaviour_model))
     finally:
-        losses.qsft_token_losses = original
+        algorithm.qsft_token_losses = original
     y = captured["y"]
     state_moves = iter(STATE_MOVES)
-    tr = losses.transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
+    tr = algorithm.transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
                             batch["lengths"], batch["terminated"], 0.9)
     ends = batch["turn_end"][tr.row, tr.state_pos + 1].bool()
     checked = 0
@@ -189,7 +190,7 @@ def test_precomputed_behaviour_gives_the_same_action_backup_step(tmp_path):
     save_checkpoint(str(tmp_path), behaviour_model, tokenizer, {"stage": "bc"})
     train = TrainConfig(stage="qsft", model=cfg, gamma=0.9, support_eps=0.2, backup="action")
     online = pad_rows(rows, tokenizer.pad_token_id)
-    supported = BehaviourSupport(str(tmp_path), k=support_size_bound(train.support_eps),
+    supported = PiBetaSupport(str(tmp_path), k=support_size_bound(train.support_eps),
                                  support_eps=train.support_eps)(copy.deepcopy(rows))
     precomputed = pad_rows(supported, tokenizer.pad_token_id)
     # the support pass kept each state's candidates in pi_beta's support: some, but never none where there were any
@@ -197,13 +198,13 @@ def test_precomputed_behaviour_gives_the_same_action_backup_step(tmp_path):
                             precomputed["candidate_tokens"].tolist())
     assert [len(c) > 0 for c in kept] == [len(m) > 0 for m in STATE_MOVES]
     assert 0 < sum(map(len, kept)) < sum(map(len, STATE_MOVES))
-    assert precomputed["behaviour_candidates"].shape == (sum(map(len, kept)), 2)
+    assert precomputed["pi_beta_candidates"].shape == (sum(map(len, kept)), 2)
     target_model = copy.deepcopy(behaviour_model)
     with torch.no_grad():  # a target whose ratios to pi_beta differ from state to state
         for p in target_model.parameters():
             p.add_(0.1 * torch.randn_like(p))
     policy, target = TokenLogits(load_initial_model(cfg, tokenizer, seed=1)), TokenLogits(target_model)
-    loss_online, stats_online = step_loss(dataclasses.replace(train, behaviour_support="online"), online, policy,
+    loss_online, stats_online = step_loss(dataclasses.replace(train, pi_beta_support="online"), online, policy,
                                           target, TokenLogits(behaviour_model))
     loss_pre, stats_pre = step_loss(train, precomputed, policy, target, None)
     assert loss_pre.item() == pytest.approx(loss_online.item(), rel=1e-5)
@@ -213,10 +214,10 @@ def test_precomputed_behaviour_gives_the_same_action_backup_step(tmp_path):
 def test_action_backup_needs_the_qsft_stage_and_a_task_that_lists_actions():
     from pipeline.config import ConfigError
 
-    assert check_backup(TrainConfig(stage="qsft"), "wordle") is False
-    assert check_backup(TrainConfig(stage="qsft", backup="action"), "maze_small") is True
-    assert check_backup(TrainConfig(stage="qsft", backup="action"), "webshop") is True
+    assert check_backup(TrainConfig(stage="qsft"), envs.get_task("wordle")) is False
+    assert check_backup(TrainConfig(stage="qsft", backup="action"), envs.get_task("maze_small")) is True
+    assert check_backup(TrainConfig(stage="qsft", backup="action"), envs.get_task("webshop")) is True
     with pytest.raises(ConfigError, match="backup"):
-        check_backup(TrainConfig(stage="qsft", backup="action"), "wordle")
+        check_backup(TrainConfig(stage="qsft", backup="action"), envs.get_task("wordle"))
     with pytest.raises(ConfigError, match="backup"):
-        check_backup(TrainConfig(stage="bc", backup="action"), "maze_small")
+        check_backup(TrainConfig(stage="bc", backup="action"), envs.get_task("maze_small"))

@@ -46,7 +46,7 @@ def checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("extracted", [False, True], ids=["bc", "qsft"])
 def test_admissible_candidates_are_ranked_and_templates_written(checkpoints, extracted):
     task = envs.get_task("webshop")
-    spec = PolicySpec(behaviour=checkpoints[0], q=checkpoints[1] if extracted else None, beta=4.0,
+    spec = PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1] if extracted else None, beta=4.0,
                       max_action_tokens=8)
     policy = LMPolicy(spec, task)
     ranked = []   # (candidates, scores) of every game ranked, in call order

@@ -6,9 +6,7 @@ import math
 import pytest
 import torch
 
-from pipeline.config import ConfigError, TrainConfig, apply_overrides
-from pipeline.extraction import ilql_log_probs
-from pipeline.losses import (
+from pipeline.algorithm import (
     cumulative_q,
     expectile_losses,
     ilql_token_losses,
@@ -17,6 +15,8 @@ from pipeline.losses import (
     spo_targets,
     top_fraction_filter,
 )
+from pipeline.config import ConfigError, TrainConfig, apply_overrides
+from pipeline.extraction import ilql_log_probs
 
 
 def test_filtered_bc_keeps_the_top_fraction_and_ties_at_the_threshold():
@@ -138,8 +138,8 @@ def tiny_batch():
 
 def test_spo_step_at_initialisation_regresses_q0_on_the_return(tiny_batch):
     """pi_theta = pi_0 at the start, so every Q_t is Q0_hat and the loss is mean (Q0_hat - R)^2 over the targets."""
+    from pipeline.algorithm import step_loss
     from pipeline.models import TokenLogits, load_initial_model
-    from pipeline.train import step_loss
 
     mcfg, tokenizer, batch = tiny_batch
     model = load_initial_model(mcfg, tokenizer, seed=1)
@@ -155,8 +155,8 @@ def test_spo_step_at_initialisation_regresses_q0_on_the_return(tiny_batch):
 def test_ilql_step_trains_the_heads_and_the_backbone(tiny_batch):
     import copy
 
+    from pipeline.algorithm import step_loss
     from pipeline.models import TokenValues, load_initial_model, new_value_heads
-    from pipeline.train import step_loss
 
     mcfg, tokenizer, batch = tiny_batch
     model = load_initial_model(mcfg, tokenizer, seed=1)

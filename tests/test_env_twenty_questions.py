@@ -151,7 +151,7 @@ def test_eval_reset_plays_the_listed_pair(env):
         name = env.kb.things[expected.object_index].name
         assert info["instance"] == {"object": name, "seed": expected.seed}
         assert info["split"] == "eval"
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError):
         env.reset(options={"split": "eval", "index": 100})
     with pytest.raises(ValueError):
         env.reset(options={"split": "test"})

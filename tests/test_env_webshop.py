@@ -167,7 +167,7 @@ def test_instances_and_reproducibility(env):
     first = env.reset(seed=7)
     assert env.reset(seed=7) == first and first[1]["split"] == "train"
     assert {env.reset(seed=s)[1]["instance"] for s in range(10)} != {first[1]["instance"]}
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError):
         env.reset(options={"split": "eval", "index": 100})
     policy = TASK.make_behaviour(**TASK.default_behaviour_params)
     runs = [play(env, policy, seed=11) for _ in range(2)]

@@ -38,8 +38,8 @@ def test_qsft_learns_values_and_beats_bc_on_the_small_maze(maze_run, ray_local):
     run, summaries = maze_run
     task = envs.get_task("maze_small")
     env = gymnasium.make(task.env_id, **task.env_kwargs)
-    walks = np.mean([task.success(*play(env, RandomWalk(), i, {"split": "eval", "index": i}))
-                     for i in range(task.num_eval_instances)])
+    played = [play(env, RandomWalk(), i, {"split": "eval", "index": i}) for i in range(task.num_eval_instances)]
+    walks = np.mean([task.success(p.rewards, p.terminated) for p in played])
     bc, qsft = summaries.values()  # keyed by policy name: "bc", then "qsft(beta=..., ...)"
     assert bc["episodes"] == qsft["episodes"] == 200 and bc["success_ci_low"] > walks + 0.1, (bc, walks)
     assert qsft["score"] > bc["score"] + 10, (bc, qsft)

@@ -92,7 +92,7 @@ def test_rerun_skips_finished_stages(maze_run, capsys):
 
 def test_evaluation_is_reproducible_and_survives_a_crashed_actor(maze_run, tmp_path, monkeypatch):
     out, _ = maze_run
-    spec = PolicySpec(behaviour=str(out / "bc" / "checkpoint"), q=str(out / "qsft" / "checkpoint"),
+    spec = PolicySpec(checkpoint=str(out / "bc" / "checkpoint"), q=str(out / "qsft" / "checkpoint"),
                       temperature=1.0)
     cfg = EvalConfig(num_episodes=8, envs_per_actor=2, num_actors=2)
     first = evaluate(TASK, spec, cfg, progress=False)

@@ -13,10 +13,10 @@ from transformers import AutoModelForCausalLM
 
 import envs
 from envs.robot.codec import encode_image
+from pipeline.algorithm import step_loss, transitions
 from pipeline.batches import observation_inputs, pad_rows
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.data import STEP_SCHEMA, Episode, episode_from_rows, episodes_to_table
-from pipeline.losses import transitions
 from pipeline.models import (
     TokenLogits,
     build_action_tokenizer,
@@ -28,7 +28,7 @@ from pipeline.models import (
 from pipeline.pixel_model import PixelGPT
 from pipeline.policy import LMPolicy, PolicySpec, Segment
 from pipeline.tokenize import ActionCodec, attach_observations, encode_episode, make_codec
-from pipeline.train import pixel_observation_space, step_loss
+from pipeline.train import pixel_observation_space
 
 TASK = envs.get_task("robot_pick")
 RNG = np.random.default_rng(0)
@@ -52,7 +52,7 @@ def codec() -> ActionCodec:
 
 @pytest.fixture(scope="module")
 def space():
-    return pixel_observation_space("robot_pick")
+    return pixel_observation_space(TASK)
 
 
 def episode(steps: int, success: bool) -> tuple[list[dict], list[str], list[float]]:
@@ -178,6 +178,19 @@ def test_training_losses_run_on_pixel_batches(codec, space, stage):
         assert 0.0 <= stats["target_mean"] <= 1.0 and stats["support_size"] >= 1
 
 
+def test_q_sft_smooths_over_the_bin_tokens_only(codec, tmp_path):
+    """The training stage's action vocabulary is the task's bins: label smoothing never feeds pad, <|eot|> or
+    <|obs|>, which the policy never emits (`algorithm.qsft_token_losses`)."""
+    from pipeline.train import action_vocabulary, smoothing_vocab_size
+
+    codec.tokenizer.save_pretrained(str(tmp_path))
+    vocab = action_vocabulary(TASK, str(tmp_path))
+    assert vocab == list(codec.action_token_ids) and len(vocab) == TASK.action_tokenizer.num_bins
+    assert not {codec.tokenizer.pad_token_id, codec.observation_id} & set(vocab)
+    assert smoothing_vocab_size(str(tmp_path), vocab) == TASK.action_tokenizer.num_bins
+    assert action_vocabulary(envs.get_task("wordle"), str(tmp_path)) is None
+
+
 def test_extracted_pixel_policy_decodes_bins_with_cache_as_the_formula_says(codec, space, tmp_path):
     """Greedy decoding through the KV caches, left-padded next to a longer episode, picks at every action
     token the argmax of pi_beta * exp(beta * p_theta) restricted to bin tokens (full forwards by hand)."""
@@ -187,7 +200,7 @@ def test_extracted_pixel_policy_decodes_bins_with_cache_as_the_formula_says(code
         model = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, seed, space)
         save_checkpoint(str(path), model, codec.tokenizer, {"stage": "test"})
         paths.append(str(path))
-    policy = LMPolicy(PolicySpec(behaviour=paths[0], q=paths[1], beta=3.0), TASK)
+    policy = LMPolicy(PolicySpec(checkpoint=paths[0], q=paths[1], beta=3.0), TASK)
     observations = [observation(t) for t in range(3)]
     short = policy.context([policy.segment(observations[0])])
     long = policy.context([policy.segment(observations[0]), policy.segment(observations[1], "[0.2, -0.3, 0.9, 1.0]"),
@@ -203,7 +216,7 @@ def test_extracted_pixel_policy_decodes_bins_with_cache_as_the_formula_says(code
         for _ in range(4):
             x = torch.tensor([ids])
             with torch.no_grad():
-                pb = policy.behaviour(x, images=images, proprio=proprio).logits[0, -1].softmax(-1)
+                pb = policy.lm(x, images=images, proprio=proprio).logits[0, -1].softmax(-1)
                 pq_ = policy.q(x, images=images, proprio=proprio).logits[0, -1].softmax(-1)
             weights = pb * torch.exp(3.0 * pq_)
             weights[: codec.first_bin_id] = 0.0      # only bin tokens make an action

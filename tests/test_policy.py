@@ -23,7 +23,7 @@ def checkpoints(tmp_path_factory):
 
 def by_hand(policy: LMPolicy, context: list[int], beta: float, ratio: bool = False) -> torch.Tensor:
     ids = torch.tensor([context])
-    pb = policy.behaviour(input_ids=ids).logits[0, -1].softmax(-1)
+    pb = policy.lm(input_ids=ids).logits[0, -1].softmax(-1)
     pq = policy.q(input_ids=ids).logits[0, -1].softmax(-1)
     weights = pb * torch.exp(beta * (pq / pb if ratio else pq))
     return weights / weights.sum()
@@ -31,7 +31,7 @@ def by_hand(policy: LMPolicy, context: list[int], beta: float, ratio: bool = Fal
 
 @pytest.mark.parametrize("ratio", [False, True])
 def test_decoded_distribution_matches_the_formula_with_cache_and_padding(checkpoints, ratio):
-    policy = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0, ratio_form=ratio))
+    policy = LMPolicy(PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=3.0, ratio_form=ratio))
     short = policy.codec.observation_ids("Guess the word.\n")
     long = short + policy.codec.action_ids("crane") + policy.codec.observation_ids("crane: _ Y _ _ G\n")
     with torch.no_grad():
@@ -44,7 +44,7 @@ def test_decoded_distribution_matches_the_formula_with_cache_and_padding(checkpo
 
 
 def test_greedy_turn_and_ranking_follow_the_policy(checkpoints):
-    policy = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0, max_action_tokens=4))
+    policy = LMPolicy(PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=3.0, max_action_tokens=4))
     context = policy.codec.observation_ids("Guess the word.\n")
     [action] = policy.generate([Segment(context)])
     ids, chosen = list(context), []
@@ -59,7 +59,7 @@ def candidate_by_hand(policy: LMPolicy, context: list[int], candidate: str) -> t
     ids, log_beta = list(context), 0.0
     for token in policy.codec.action_ids(candidate):
         x = torch.tensor([ids])
-        pb = policy.behaviour(input_ids=x).logits[0, -1].softmax(-1)[token].item()
+        pb = policy.lm(input_ids=x).logits[0, -1].softmax(-1)[token].item()
         pq = policy.q(input_ids=x).logits[0, -1].softmax(-1)[token].item()
         log_beta += math.log(pb)
         ids.append(token)
@@ -70,8 +70,8 @@ def candidate_by_hand(policy: LMPolicy, context: list[int], candidate: str) -> t
 def test_candidates_score_pi_beta_of_the_whole_action_plus_beta_q_at_its_last_token(checkpoints, ratio):
     """rank: log pi_beta(a|s) + beta * Q(s,a), Q = p_theta / pi_beta (ratio form) or p_theta of the last token."""
     candidates = ["crane", "slate", "abbey"]
-    bc = LMPolicy(PolicySpec(behaviour=checkpoints[0]))
-    qsft = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0, ratio_form=ratio))
+    bc = LMPolicy(PolicySpec(checkpoint=checkpoints[0]))
+    qsft = LMPolicy(PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=3.0, ratio_form=ratio))
     context = qsft.codec.observation_ids("Guess the word.\n")
     with torch.no_grad():
         by_hand = [candidate_by_hand(qsft, context, c) for c in candidates]
@@ -82,10 +82,10 @@ def test_candidates_score_pi_beta_of_the_whole_action_plus_beta_q_at_its_last_to
 
 def test_candidates_outside_the_support_are_never_chosen_and_sampling_follows_the_scores(checkpoints):
     candidates = ["crane", "slate", "abbey"]
-    spec = PolicySpec(behaviour=checkpoints[0], q=checkpoints[1], beta=3.0)
+    spec = PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=3.0)
     context = Segment(LMPolicy(spec).codec.observation_ids("Guess the word.\n"))
     scores = LMPolicy(spec).rank(context, candidates)
-    log_beta = torch.tensor(LMPolicy(PolicySpec(behaviour=checkpoints[0])).rank(context, candidates))
+    log_beta = torch.tensor(LMPolicy(PolicySpec(checkpoint=checkpoints[0])).rank(context, candidates))
     share = (log_beta - log_beta.logsumexp(0)).exp()
     eps = float(share.sort().values[:2].mean())   # between the two least likely: only the least likely drops
     dropped = int(share.argmin())
@@ -110,13 +110,13 @@ def test_ilql_extraction_matches_its_formula_on_two_tiny_models(checkpoints, tmp
     torch.manual_seed(0)
     heads = new_value_heads(model)
     save_checkpoint(str(tmp_path), model, load_tokenizer(checkpoints[1]), {"stage": "ilql"}, heads=heads)
-    policy = LMPolicy(PolicySpec(behaviour=checkpoints[0], q=str(tmp_path), extraction="ilql", beta=2.0))
+    policy = LMPolicy(PolicySpec(checkpoint=checkpoints[0], q=str(tmp_path), extraction="ilql", beta=2.0))
     values = TokenValues(model, heads.eval())
     assert policy.spec.name == "ilql(beta=2)"
 
     def ilql_by_hand(context):
         ids = torch.tensor([context])
-        pb = policy.behaviour(input_ids=ids).logits[0, -1].softmax(-1)
+        pb = policy.lm(input_ids=ids).logits[0, -1].softmax(-1)
         q, v = values(ids, torch.ones_like(ids), torch.tensor([0]), torch.tensor([len(context) - 1]))
         weights = pb * torch.exp(2.0 * (q[0] - v[0]))
         return weights / weights.sum()

@@ -58,10 +58,10 @@ def checkpoints(tmp_path_factory):
 
 
 SPECS = {
-    "bc": lambda c: PolicySpec(behaviour=c["bc"]),
-    "qsft": lambda c: PolicySpec(behaviour=c["bc"], q=c["q"], beta=3.0, support_eps=0.05),
-    "qsft-ratio": lambda c: PolicySpec(behaviour=c["bc"], q=c["q"], beta=3.0, ratio_form=True),
-    "ilql": lambda c: PolicySpec(behaviour=c["bc"], q=c["ilql"], extraction="ilql", beta=2.0),
+    "bc": lambda c: PolicySpec(checkpoint=c["bc"]),
+    "qsft": lambda c: PolicySpec(checkpoint=c["bc"], q=c["q"], beta=3.0, support_eps=0.05),
+    "qsft-ratio": lambda c: PolicySpec(checkpoint=c["bc"], q=c["q"], beta=3.0, ratio_form=True),
+    "ilql": lambda c: PolicySpec(checkpoint=c["bc"], q=c["ilql"], extraction="ilql", beta=2.0),
 }
 
 
@@ -73,7 +73,7 @@ def scores_by_hand(policy: LMPolicy, context: list[int], candidates: list[str]) 
         action = policy.codec.action_ids(candidate)
         x = torch.tensor([context + action])
         reads = torch.arange(len(context) - 1, len(context) + len(action) - 1)
-        log_beta = policy.behaviour(input_ids=x).logits[0, reads].log_softmax(-1)[torch.arange(len(action)), action]
+        log_beta = policy.lm(input_ids=x).logits[0, reads].log_softmax(-1)[torch.arange(len(action)), action]
         scores.append(log_beta.sum())
         if policy.heads is not None:
             hidden = policy.q(input_ids=x, output_hidden_states=True).hidden_states[-1][0]

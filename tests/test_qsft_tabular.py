@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.algorithm import bellman_targets, qsft_token_losses
 from pipeline.extraction import extracted_log_probs
-from pipeline.losses import bellman_targets, qsft_token_losses
 
 GAMMA = 0.9
 

@@ -94,10 +94,10 @@ def test_the_label_smoothing_floor_uses_the_width_of_the_logits(tmp_path, monkey
 
     monkeypatch.setattr(train, "prepare_data", floor_passed)  # the next step after the check
     qsft = TrainConfig(stage="qsft", model=mcfg)
-    with pytest.raises(FloorPassed):  # above 1/(V-1), though at 1/(len(tokenizer)-1)
+    with pytest.raises(FloorPassed):  # above 1/(|A|-1) with |A| = V, though at 1/(len(tokenizer)-1)
         train.run_stage(dataclasses.replace(qsft, support_eps=1 / (len(tokenizer) - 1)), "data",
                         str(tmp_path / "out"), "wordle", bc_checkpoint=bc)
-    with pytest.raises(ConfigError, match=rf"1/\(V-1\) = {1 / (vocab - 1):.4f} .*\(V = {vocab} logits\)"):
+    with pytest.raises(ConfigError, match=rf"1/\(\|A\|-1\) = {1 / (vocab - 1):.4f} .*\(\|A\| = {vocab} action tokens\)"):
         train.run_stage(dataclasses.replace(qsft, support_eps=1 / (vocab - 1)), "data", str(tmp_path / "out"),
                         "wordle", bc_checkpoint=bc)
 

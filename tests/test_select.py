@@ -50,11 +50,11 @@ def test_a_baseline_is_chosen_among_its_candidates_on_validation_only():
             self.calls.append((spec, split))
             return [{"raw_return": 0, "score": self.scores[spec.name], "success": False, "steps": 1}] * 4
 
-    candidates = {f"top {f}": PolicySpec(behaviour=f"ckpt-{f}", label=f"fbc{f}") for f in (0.1, 0.3, 0.5)}
+    candidates = {f"top {f}": PolicySpec(checkpoint=f"ckpt-{f}", label=f"fbc{f}") for f in (0.1, 0.3, 0.5)}
     pool = ByLabel({"fbc0.1": 20.0, "fbc0.3": 55.0, "fbc0.5": 55.0})
     chosen = select_policy(pool, candidates, EvalConfig(num_validation_episodes=4), progress=False)
     assert chosen["chosen"] == "top 0.3" and [t["score"] for t in chosen["validation"]] == [20.0, 55.0, 55.0]
     assert {split for _, split in pool.calls} == {"validation"}
     single = ByLabel({})
-    assert select_policy(single, {"only": PolicySpec(behaviour="x")}, EvalConfig())["chosen"] == "only"
+    assert select_policy(single, {"only": PolicySpec(checkpoint="x")}, EvalConfig())["chosen"] == "only"
     assert single.calls == []

@@ -12,6 +12,7 @@ import mlflow
 import pytest
 import torch
 
+import envs
 from pipeline.collect import collect
 from pipeline.models import load_model, read_stage_info
 from pipeline.run import stage_configs
@@ -91,7 +92,7 @@ def test_resumed_qsft_run_matches_an_uninterrupted_one(bc_run, one_batch_data, t
     the same policy, target network and optimizer state."""
     bc_checkpoint = bc_run[0].checkpoint
     _, _, qsft, _ = stage_configs("wordle", "tiny", {"qsft": {**ONE_BATCH, "max_steps": 6, "tau": 0.1}})
-    data = prepare_data(qsft, one_batch_data, str(tmp_path), "wordle", bc_checkpoint)
+    data = prepare_data(qsft, one_batch_data, str(tmp_path), envs.get_task("wordle"), bc_checkpoint)
     runs = {}
     for name, steps in (("straight", [6]), ("resumed", [3, 6])):
         for max_steps in steps:

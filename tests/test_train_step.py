@@ -7,12 +7,12 @@ import pytest
 import torch
 from conftest import fit_behaviour
 
+from pipeline.algorithm import step_loss
 from pipeline.batches import pad_rows
 from pipeline.config import ModelConfig, TrainConfig
 from pipeline.models import TokenLogits, build_tokenizer, load_initial_model, save_checkpoint
-from pipeline.support import BehaviourSupport
+from pipeline.support import PiBetaSupport
 from pipeline.tokenize import TurnCodec, encode_episode
-from pipeline.train import step_loss
 
 
 def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
@@ -26,14 +26,14 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
     # pi_beta fit to the rows (a random one puts ~1/V < eps on every token: both supports would be empty)
     behaviour_model = fit_behaviour(load_initial_model(mcfg, tokenizer, seed=1), pad_rows(batch, tokenizer.pad_token_id))
     save_checkpoint(str(tmp_path), behaviour_model, tokenizer, {"stage": "bc"})
-    batch = BehaviourSupport(str(tmp_path), k=100, support_eps=0.01)(batch)
-    online, precomputed = pad_rows({k: v for k, v in batch.items() if not k.startswith(("behaviour", "support"))},
+    batch = PiBetaSupport(str(tmp_path), k=100, support_eps=0.01)(batch)
+    online, precomputed = pad_rows({k: v for k, v in batch.items() if not k.startswith(("pi_beta", "support"))},
                                    tokenizer.pad_token_id), pad_rows(batch, tokenizer.pad_token_id)
-    assert "behaviour_logp" in precomputed and "behaviour_logp" not in online
+    assert "pi_beta_logp" in precomputed and "pi_beta_logp" not in online
     cfg = TrainConfig(stage="qsft", model=mcfg, support_eps=0.01)
     # every next state has a non-empty support, and the top-k is a strict subset of the vocabulary
-    assert bool((precomputed["behaviour_logp"] > math.log(cfg.support_eps)).any(-1).all())
-    assert precomputed["behaviour_ids"].shape[-1] == 100 < behaviour_model.get_output_embeddings().out_features
+    assert bool((precomputed["pi_beta_logp"] > math.log(cfg.support_eps)).any(-1).all())
+    assert precomputed["pi_beta_ids"].shape[-1] == 100 < behaviour_model.get_output_embeddings().out_features
     model = load_initial_model(mcfg, tokenizer, seed=2)
     policy, target = TokenLogits(model), TokenLogits(copy.deepcopy(model))
     behaviour = TokenLogits(behaviour_model)

@@ -28,6 +28,7 @@ from gymnasium import spaces
 
 from envs.alfworld import MAX_STEPS
 from envs.alfworld.engine import Engine, EngineState, read_game
+from envs.base import reset_instance
 
 GAMES_DIR = Path(__file__).parent / "data" / "games"
 SPLITS = ("train", "eval")
@@ -72,18 +73,8 @@ class ALFWorldEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None,
               options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        split = options.get("split", "train")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        games = self.games[split]
-        if not games:
-            raise ValueError(f"no {split} games under {self.games_dir}")
-        index = options.get("index")
-        index = int(self.np_random.integers(len(games))) if index is None else int(index)
-        if not 0 <= index < len(games):
-            raise IndexError(f"{split} has {len(games)} games, no index {index}")
-        folder = games[index]
+        split, index = reset_instance(options, {split: len(self.games[split]) for split in SPLITS}, self.np_random)
+        folder = self.games[split][index]
         if folder != self._loaded:
             self._game = read_game(folder / "game.tw-pddl")
             self._task_type = read_game(folder / "traj_data.json")["task_type"]

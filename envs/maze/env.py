@@ -27,6 +27,8 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from envs.base import reset_instance
+
 MOVES = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 SPLIT_SEED = 12345
 
@@ -146,16 +148,8 @@ class MazeEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        split = options.get("split", "train")
-        if split not in ("train", "eval"):
-            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-        pairs = self.layout.splits[split]
-        index = options.get("index")
-        index = int(self.np_random.integers(len(pairs))) if index is None else int(index)
-        if not 0 <= index < len(pairs):
-            raise IndexError(f"index {index} out of range for the {split} split ({len(pairs)} instances)")
-        self._position, self._goal = pairs[index]
+        split, index = reset_instance(options, {s: len(p) for s, p in self.layout.splits.items()}, self.np_random)
+        self._position, self._goal = self.layout.splits[split][index]
         self._steps = 0
         self._info = {"split": split, "instance": index}
         return f"goal {position_text(self._goal)} start {position_text(self._position)}\n", self._new_info()

@@ -15,6 +15,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from envs.base import reset_instance
 from envs.robot.goals import PICK, PLACE, Goal
 from envs.robot.layout import instance_layout
 from envs.robot.scene import FINGER_OPEN, IMAGE_SIZE, Scene
@@ -53,17 +54,11 @@ class RobotEnv(gymnasium.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = options or {}
-        split = options.get("split", "train")
-        index = options.get("index")
-        size = NUM_EVAL_INSTANCES if split == "eval" else NUM_TRAIN_INSTANCES
-        if index is None:
-            index = int(self.np_random.integers(size))
-        if not 0 <= int(index) < size:
-            raise ValueError(f"instance index {index} outside [0, {size}) for split {split!r}")
-        layout = instance_layout(split, int(index), NUM_DISTRACTOR_SLOTS, self.goal.uses_marker)
+        split, index = reset_instance(options, {"train": NUM_TRAIN_INSTANCES, "eval": NUM_EVAL_INSTANCES},
+                                      self.np_random)
+        layout = instance_layout(split, index, NUM_DISTRACTOR_SLOTS, self.goal.uses_marker)
         self._scene.reset(layout)
-        self._split, self._instance, self._steps = split, f"{split}/{int(index)}", 0
+        self._split, self._instance, self._steps = split, f"{split}/{index}", 0
         return self._observation(), self._info(success=False)
 
     def step(self, action):

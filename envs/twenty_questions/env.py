@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import gymnasium
 from gymnasium.spaces import Text
 
+from envs.base import reset_instance
 from envs.twenty_questions.instances import Instance, Splits
 from envs.twenty_questions.knowledge import load_knowledge_base
 from envs.twenty_questions.oracle import Oracle
@@ -34,7 +35,6 @@ PROMPT = ("Guess the object I am thinking of by asking yes/no questions. "
 YES, NO = "Yes.\n", "No.\n"
 CORRECT = "Correct! It is {}.\n"
 EMPTY_QUESTION = "That was empty. Ask a yes/no question.\n"
-SPLITS = ("train", "eval")
 
 
 class TwentyQuestionsEnv(gymnasium.Env[str, str]):
@@ -58,19 +58,9 @@ class TwentyQuestionsEnv(gymnasium.Env[str, str]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        split = options.get("split", "train")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        size = self.splits.num_train if split == "train" else len(self.splits.eval)
-        index = options.get("index")
-        index = int(self.np_random.integers(size)) if index is None else int(index)
-        if split == "train":
-            self._instance = self.splits.train(index)
-        elif 0 <= index < size:
-            self._instance = self.splits.eval[index]
-        else:
-            raise IndexError(f"eval index {index} out of range [0, {size})")
+        split, index = reset_instance(options, {"train": self.splits.num_train, "eval": len(self.splits.eval)},
+                                      self.np_random)
+        self._instance = self.splits.train(index) if split == "train" else self.splits.eval[index]
         self._asked, self._over = 0, False
         self._split, self._index = split, index
         return PROMPT.format(n=self.max_questions), self._new_info(reading=None)

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import gymnasium
 from gymnasium.spaces import Text
 
+from envs.base import reset_instance
 from envs.webshop import pages
 from envs.webshop.catalog import Catalog, Goal, Product
 from envs.webshop.generate import generated_catalog
@@ -90,16 +91,9 @@ class WebShopEnv(gymnasium.Env):
     # ---- gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
-        options = options or {}
-        self._split = options.get("split", "train")
-        goals = self.catalog.goals(self._split)
-        index = options.get("index")
-        if index is None:
-            index = int(self.np_random.integers(len(goals)))
-        if not 0 <= int(index) < len(goals):
-            raise IndexError(f"{self._split} instance {index} out of range [0, {len(goals)})")
-        self._index = int(index)
-        self._goal = goals[self._index]
+        self._split, self._index = reset_instance(
+            options, {split: len(self.catalog.goals(split)) for split in ("train", "eval")}, self.np_random)
+        self._goal = self.catalog.goals(self._split)[self._index]
         self._steps = 0
         self._done = False
         self._results: list[Product] = []

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import gymnasium
 from gymnasium import spaces
 
+from envs.base import reset_instance
 from envs.wordle import words
 from envs.wordle.feedback import feedback
 
@@ -57,16 +58,10 @@ class WordleEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        split = options.get("split", "train")
-        split_words = words.split_answers(split)
-        index = options.get("index")
-        if index is None:
-            index = int(self.np_random.integers(len(split_words)))
-        elif not 0 <= index < len(split_words):
-            raise ValueError(f"index {index} out of range for the {split} split ({len(split_words)} words)")
-        self._instance = {"split": split, "instance": int(index)}
-        self._answer = split_words[index]
+        split, index = reset_instance(options, {s: len(words.split_answers(s)) for s in ("train", "eval")},
+                                      self.np_random)
+        self._instance = {"split": split, "instance": index}
+        self._answer = words.split_answers(split)[index]
         self._turn = 0
         return PROMPT, {**self._instance, "turn": 0}
 

@@ -1,5 +1,6 @@
-"""BC, Q-SFT and the baselines' losses (filtered BC, ILQL, SPO) as pure tensor functions (no Ray, no I/O,
-no config objects).
+"""BC, Q-SFT and the baselines (filtered BC, ILQL, SPO), top to bottom: the indexing, the losses, one
+training step, the target network and the learning-rate schedule. No Ray and no I/O: `pipeline.train` runs
+`step_loss` in a Ray Train loop and only orchestrates.
 
 The token-level MDP over a whole trajectory sequence `x` (Hong, Dragan, Levine 2024, Sec. 4):
 for every agent token at position i, the action is a_i = x_i and the state is s_i = x_<i, so
@@ -12,6 +13,15 @@ only when the episode was truncated, never when it terminated.
 
 `transitions()` does that indexing once; every loss consumes its flat (N agent tokens) output, so the
 training step only needs logits (or value heads) at `state_pos` and `next_state_pos`.
+
+Q-SFT's step (`step_loss`, stage "qsft"), per agent token i:
+
+    y_i = clip(r_i + gamma_i (1 - done_i) max_{a' in supp pi_beta(.|s'_i)} p_target(a'|s'_i) / pi_beta(a'|s'_i), 0, 1)
+    l_i = -[y_i log p_theta(a_i|s_i) + (1 - y_i) / (|A| - 1) sum_{a' in A, a' != a_i} log p_theta(a'|s_i)]
+
+with pi_beta the frozen BC model, p_target a Polyak copy of p_theta (`update_target`), and A the action
+vocabulary. With `backup = "action"` the max at a turn's last token runs over the next state's admissible
+actions instead (`action_values`, `pipeline.candidates`).
 """
 
 from __future__ import annotations
@@ -22,6 +32,10 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from pipeline.batches import observation_inputs
+from pipeline.candidates import by_state, candidate_log_probs, state_branches
+from pipeline.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -109,7 +123,7 @@ class BellmanTargets(NamedTuple):
 @torch.no_grad()
 def bellman_targets(
     next_target_logp: torch.Tensor,
-    next_behaviour_logp: torch.Tensor,
+    next_pi_beta_logp: torch.Tensor,
     reward: torch.Tensor,
     discount: torch.Tensor,
     support_eps: float,
@@ -119,12 +133,12 @@ def bellman_targets(
         y_i = clip( r_i + gamma_i (1 - done_i) * max_{a': pi_beta(a'|s'_i) > eps} p_target(a'|s'_i) / pi_beta(a'|s'_i), 0, 1 )
 
     with pi_beta evaluated at the NEXT state s'_i (not at s_i, as the authors' research code does).
-    next_target_logp, next_behaviour_logp: (N, K) log-probabilities of the same K candidate tokens a': the
+    next_target_logp, next_pi_beta_logp: (N, K) log-probabilities of the same K candidate tokens a': the
     whole vocabulary, or pi_beta's top-k at s'_i, which loses nothing when k >= 1/eps (at most 1/eps
     tokens can have a probability above eps).
     """
-    in_support = next_behaviour_logp > math.log(support_eps)
-    log_ratio = torch.where(in_support, next_target_logp.float() - next_behaviour_logp.float(),
+    in_support = next_pi_beta_logp > math.log(support_eps)
+    log_ratio = torch.where(in_support, next_target_logp.float() - next_pi_beta_logp.float(),
                             torch.full_like(next_target_logp, -torch.inf, dtype=torch.float32))
     next_value = log_ratio.max(dim=-1).values.exp()  # exp(-inf) = 0 when the support is empty
     unclipped = reward + discount * next_value
@@ -132,26 +146,26 @@ def bellman_targets(
     return BellmanTargets(y, in_support.sum(dim=-1), unclipped != y)
 
 
-def action_support(behaviour_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
+def action_support(pi_beta_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
     """(M, K) bool: the candidates in pi_beta's support at each state, pi_beta(a'|s') / sum_c pi_beta(c|s') > eps,
     plus the most likely one, so that every state has one. Padding candidates carry log-probability -inf."""
-    normalised = behaviour_action_logp.float() - behaviour_action_logp.float().logsumexp(-1, keepdim=True)
+    normalised = pi_beta_action_logp.float() - pi_beta_action_logp.float().logsumexp(-1, keepdim=True)
     return (normalised > math.log(support_eps)) | (normalised == normalised.max(-1, keepdim=True).values)
 
 
-def action_values(target_last_logp: torch.Tensor, behaviour_last_logp: torch.Tensor,
-                  behaviour_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
+def action_values(target_last_logp: torch.Tensor, pi_beta_last_logp: torch.Tensor,
+                  pi_beta_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
     """The action-level next-state value of Q-SFT's backup (`pipeline.candidates`), for M states and K candidates:
 
         V(s') = max_{a' : pi_beta(a'|s') / sum_c pi_beta(c|s') > eps}  p_target(a'_L | s', a'_<L) / pi_beta(a'_L | s', a'_<L)
 
-    target_last_logp, behaviour_last_logp: (M, K) log-probabilities of each candidate's last token a'_L;
-    behaviour_action_logp: (M, K) log pi_beta(a'|s') = sum_t log pi_beta(a'_t | s', a'_<t), -inf where a state
+    target_last_logp, pi_beta_last_logp: (M, K) log-probabilities of each candidate's last token a'_L;
+    pi_beta_action_logp: (M, K) log pi_beta(a'|s') = sum_t log pi_beta(a'_t | s', a'_<t), -inf where a state
     has fewer than K candidates (padding). The most likely candidate is always in the support, so V(s') is
     defined at every state with a candidate.
     """
-    in_support = action_support(behaviour_action_logp, support_eps)
-    log_ratio = (target_last_logp.float() - behaviour_last_logp.float()).masked_fill(~in_support, -torch.inf)
+    in_support = action_support(pi_beta_action_logp, support_eps)
+    log_ratio = (target_last_logp.float() - pi_beta_last_logp.float()).masked_fill(~in_support, -torch.inf)
     return log_ratio.max(dim=-1).values.exp()
 
 
@@ -160,28 +174,127 @@ def support_size_bound(support_eps: float) -> int:
     return math.floor(1.0 / support_eps)
 
 
-def label_smoothing_floor(vocab_size: int) -> float:
-    """The most probability `qsft_token_losses` pushes onto each token not taken: (1 - y) / (V - 1) <= 1 / (V - 1).
+def label_smoothing_floor(action_vocab_size: int) -> float:
+    """The most probability `qsft_token_losses` pushes onto each action token not taken:
+    (1 - y) / (|A| - 1) <= 1 / (|A| - 1).
 
     A support threshold eps at or below it lets a rare token's p_target / pi_beta exceed 1 from smoothing
     alone, so the clipped Bellman targets saturate at 1.
     """
-    return 1.0 / (vocab_size - 1)
+    return 1.0 / (action_vocab_size - 1)
 
 
-def qsft_token_losses(action_logits: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def qsft_token_losses(action_logits: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor,
+                      action_vocab: torch.Tensor | None = None) -> torch.Tensor:
     """Q-SFT's weighted cross-entropy with label smoothing, per agent token:
 
-        l_i = -[ y_i log p(a_i|s_i) + (1 - y_i) / (V - 1) * sum_{a' != a_i} log p(a'|s_i) ]
+        l_i = -[ y_i log p(a_i|s_i) + (1 - y_i) / (|A| - 1) * sum_{a' in A, a' != a_i} log p(a'|s_i) ]
 
-    with V = action_logits.shape[-1], the model's output vocabulary (`label_smoothing_floor` needs the
-    same V). The sum over other tokens is sum(log_softmax) - log p(a_i): no one-hot or V-sized target tensor.
+    A is the action vocabulary: the token ids an action can consist of (`action_vocab`, e.g. a pixel task's
+    bin tokens: smoothing onto pad or observation tokens, which the policy never emits, would only waste the
+    (1 - y) mass), or, when None, the whole output vocabulary, |A| = action_logits.shape[-1] (a text action
+    may use any token). `label_smoothing_floor` takes the same |A|. The sum over the other tokens is
+    sum_A log_softmax - log p(a_i): no one-hot or V-sized target tensor.
     """
     log_p = F.log_softmax(action_logits.float(), dim=-1)
-    vocab = log_p.shape[-1]
     log_p_action = log_p.gather(-1, actions[:, None]).squeeze(-1)
-    log_p_others = log_p.sum(dim=-1) - log_p_action
-    return -(targets * log_p_action + (1.0 - targets) / (vocab - 1) * log_p_others)
+    in_vocab = log_p if action_vocab is None else log_p.index_select(-1, action_vocab)
+    log_p_others = in_vocab.sum(dim=-1) - log_p_action
+    return -(targets * log_p_action + (1.0 - targets) / (in_vocab.shape[-1] - 1) * log_p_others)
+
+
+# ------------------------------------------------------------------------------- the training step
+def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn.Module,
+              target: torch.nn.Module | None, pi_beta: torch.nn.Module | None,
+              action_vocab: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """The stage's loss on one padded batch (`pipeline.batches`), and its diagnostics. `policy` is p_theta (or
+    ILQL's Q and V heads), `target` its target network, `pi_beta` the frozen BC model (SPO's pi_0) where the
+    batch does not carry pi_beta's precomputed support, `action_vocab` Q-SFT's smoothing vocabulary."""
+    tr = transitions(batch["input_ids"], batch["action_mask"], batch["turn_end"], batch["rewards"],
+                     batch["lengths"], batch["terminated"], cfg.gamma, cfg.per_token_discount)
+    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
+    if cfg.stage == "ilql":
+        return _ilql_loss(cfg, batch, tr, policy, target)
+    logits = policy(ids, attn, tr.row, tr.state_pos, **obs)
+    if cfg.stage in ("bc", "filtered_bc"):
+        token_losses = bc_token_losses(logits, tr.action)
+        return token_losses.mean(), {"tokens": tr.action.numel()}
+    if cfg.stage == "spo":
+        return _spo_loss(cfg, batch, tr, logits, pi_beta)
+    if cfg.backup == "action":
+        y = _action_backup_targets(cfg, batch, tr, target, pi_beta)
+    else:
+        with torch.no_grad():
+            next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
+            next_target, next_pi_beta = _with_pi_beta(batch, next_target, lambda: pi_beta(
+                ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1))
+        y = bellman_targets(next_target, next_pi_beta, tr.reward, tr.discount, cfg.support_eps)
+    token_losses = qsft_token_losses(logits, tr.action, y.target, action_vocab)
+    return token_losses.mean(), {
+        "tokens": tr.action.numel(),
+        "target_mean": y.target.mean().item(),
+        "target_clipped_frac": y.clipped.float().mean().item(),
+        "support_size": y.support_size.float().mean().item(),
+        "p_action_mean": logits.float().softmax(-1).gather(-1, tr.action[:, None]).mean().item(),
+    }
+
+
+def _with_pi_beta(batch: dict[str, torch.Tensor], next_target: torch.Tensor, pi_beta_log_probs
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p_target, pi_beta) log-probabilities at the next states over the same tokens: pi_beta's precomputed top-k
+    (pipeline.support) with p_target gathered on it, or the full vocabulary from `pi_beta_log_probs()`."""
+    if "pi_beta_logp" in batch:
+        return next_target.gather(-1, batch["pi_beta_ids"]), batch["pi_beta_logp"]
+    return next_target, pi_beta_log_probs()
+
+
+@torch.no_grad()
+def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: Transitions,
+                           target: torch.nn.Module, pi_beta: torch.nn.Module | None) -> BellmanTargets:
+    """Q-SFT's targets with the action-level next-state value (pipeline.candidates) at every turn's last token
+    that bootstraps from a state with candidates (the batch's `candidate_*` columns); the tokens inside an
+    utterance, and turn ends before a state with none, keep the token-level targets. One forward per model reads
+    both: the batch's rows with each state's candidates branched after it. pi_beta's part comes from the batch
+    where the support pass stored it (`pi_beta_candidates`), else from a forward."""
+    _, ranked, sizes, _, branches = state_branches(batch, tr, torch.bfloat16 if cfg.bf16 else torch.float32)
+    next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos)
+    if "pi_beta_candidates" in batch:
+        pi_beta_last, pi_beta_action = batch["pi_beta_candidates"].unbind(-1)
+        next_target, next_pi_beta = _with_pi_beta(batch, next_target, None)
+    else:
+        next_pi_beta, pi_beta_last, pi_beta_action = candidate_log_probs(
+            pi_beta, branches, tr.row, tr.next_state_pos)
+    y = bellman_targets(next_target, next_pi_beta, tr.reward, tr.discount, cfg.support_eps)
+    if not sizes:
+        return y
+    value = action_values(by_state(target_last, sizes, 0.0), by_state(pi_beta_last, sizes, 0.0),
+                          by_state(pi_beta_action, sizes, -torch.inf), cfg.support_eps)
+    unclipped = y.target.clone()
+    unclipped[ranked] = tr.reward[ranked] + tr.discount[ranked] * value
+    target_values = unclipped.clamp(0.0, 1.0)
+    support = y.support_size.clone()
+    support[ranked] = torch.tensor(sizes, device=support.device, dtype=support.dtype)
+    clipped = y.clipped.clone()
+    clipped[ranked] = unclipped[ranked] != target_values[ranked]
+    return BellmanTargets(target_values, support, clipped)
+
+
+@torch.no_grad()
+def update_target(target: torch.nn.Module, online: torch.nn.Module, cfg: TrainConfig, step: int) -> None:
+    """Polyak: theta_target <- (1 - tau) theta_target + tau theta; or a hard copy every K steps."""
+    if cfg.target_update == "polyak":
+        for t, o in zip(target.parameters(), online.parameters()):
+            t.lerp_(o, cfg.tau)
+    elif step % cfg.hard_update_every == 0:
+        target.load_state_dict(online.state_dict())
+
+
+def learning_rate(cfg: TrainConfig, step: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 # ------------------------------------------------------------------------------------- filtered BC
@@ -236,6 +349,22 @@ def ilql_token_losses(q_values: torch.Tensor, actions: torch.Tensor, target_q_va
     return ILQLLosses(q=(q_taken - td_target).square(),
                       v=expectile_losses(target_taken - value.float(), tau_e),
                       cql=torch.logsumexp(q, dim=-1) - q_taken)
+
+
+def _ilql_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: Transitions, online: torch.nn.Module,
+               target: torch.nn.Module) -> tuple[torch.Tensor, dict]:
+    """ILQL: one backbone pass gives Q and V at s_i and V at s'_i; the target network gives Q_target at s_i."""
+    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
+    n = tr.action.numel()
+    q_values, values = online(ids, attn, torch.cat([tr.row, tr.row]), torch.cat([tr.state_pos, tr.next_state_pos]),
+                              **obs)
+    with torch.no_grad():
+        target_q, _ = target(ids, attn, tr.row, tr.state_pos, **obs)
+    parts = ilql_token_losses(q_values[:n], tr.action, target_q, values[:n], values[n:].detach(), tr.reward,
+                                     tr.discount, cfg.tau_e)
+    loss = (parts.q + parts.v + cfg.cql_weight * parts.cql).mean()
+    return loss, {"tokens": n, "q_loss": parts.q.mean().item(), "v_loss": parts.v.mean().item(),
+                  "cql": parts.cql.mean().item(), "v_mean": values[:n].mean().item()}
 
 
 # ---------------------------------------------------------------------------------------------- SPO
@@ -315,3 +444,19 @@ def spo_regression_losses(q: torch.Tensor, target: torch.Tensor, beta: float, lo
     y = q / beta
     clipped = y + (y.clamp(max=-CROSS_ENTROPY_FLOOR) - y).detach()
     return target * F.relu(-y) - (1.0 - target) * torch.log(-torch.expm1(clipped))
+
+
+def _spo_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: Transitions, logits: torch.Tensor,
+              reference: torch.nn.Module) -> tuple[torch.Tensor, dict]:
+    """SPO: Q-regression of the cumulative Q of pi_theta (`logits`) against pi_0 (`reference`) on the returns."""
+    ids, attn, obs = batch["input_ids"], batch["attention_mask"], observation_inputs(batch)
+    logp = -bc_token_losses(logits, tr.action)
+    with torch.no_grad():
+        reference_logp = -bc_token_losses(reference(ids, attn, tr.row, tr.state_pos, **obs), tr.action)
+    q = cumulative_q(logp, reference_logp, tr.row, batch["q0"], cfg.spo_beta)
+    ends_turn = batch["turn_end"][tr.row, tr.state_pos + 1]
+    mask, returns = spo_targets(tr.reward, tr.row, ends_turn, cfg.spo_turn_targets)
+    token_losses = spo_regression_losses(q[mask], returns[mask], cfg.spo_beta, cfg.spo_loss)
+    return token_losses.mean(), {"tokens": tr.action.numel(), "targets": int(mask.sum()),
+                                 "q_mean": q[mask].mean().item(), "return_mean": returns[mask].mean().item(),
+                                 "log_ratio_mean": (logp - reference_logp).mean().item()}

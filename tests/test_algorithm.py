@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from pipeline.algorithm import bc_token_losses, bellman_targets, qsft_token_losses, transitions
 from pipeline.extraction import extracted_log_probs
-from pipeline.losses import bc_token_losses, bellman_targets, qsft_token_losses, transitions
 from pipeline.tokenize import encode_episode
 
 GAMMA = 0.9
@@ -141,6 +141,21 @@ def test_qsft_loss_matches_hand_computation_and_has_no_gradient_into_targets():
     assert torch.allclose(logits.grad[0], torch.tensor([0.5, 0.2, 0.2, 0.1]) - target_dist, atol=1e-5)
 
 
+def test_label_smoothing_spreads_only_over_the_action_vocabulary():
+    """With an action vocabulary A = {1, 2, 3} (a pixel task's bins), the (1 - y) mass goes to A's other tokens
+    only, (1 - y) / (|A| - 1) each, and the gradient pushes token 0 (pad, say) down, never up."""
+    logits = logits_of([[0.1, 0.5, 0.3, 0.1]]).requires_grad_()
+    y, vocab = torch.tensor([0.6]), torch.tensor([1, 2, 3])
+    loss = qsft_token_losses(logits, torch.tensor([1]), y, vocab)
+    assert loss.item() == pytest.approx(-(0.6 * math.log(0.5) + 0.4 / 2 * (math.log(0.3) + math.log(0.1))), rel=1e-5)
+    loss.sum().backward()
+    target_dist = torch.tensor([0.0, 0.6, 0.2, 0.2])
+    assert torch.allclose(logits.grad[0], torch.tensor([0.1, 0.5, 0.3, 0.1]) - target_dist, atol=1e-5)
+    from pipeline.algorithm import label_smoothing_floor
+
+    assert label_smoothing_floor(len(vocab)) == 0.5
+
+
 def test_bc_loss_is_negative_log_likelihood():
     logits = logits_of([[0.5, 0.2, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25]])
     assert bc_token_losses(logits, torch.tensor([1, 3])).tolist() == pytest.approx([-math.log(0.2), math.log(4)])
@@ -163,7 +178,7 @@ def test_extracted_policy_matches_the_formula():
 def test_support_threshold_must_clear_the_label_smoothing_floor():
     """With eps below 1/(V-1), a token outside the data keeps (1 - y)/(V - 1) > eps-level pi_beta mass, so
     p_target / pi_beta > 1 and the clipped target is 1 whatever the reward: the threshold has to clear it."""
-    from pipeline.losses import label_smoothing_floor
+    from pipeline.algorithm import label_smoothing_floor
 
     vocab, y = 67, 0.2
     others = (1 - y) / (vocab - 1)                     # what the loss's optimum puts on each untaken token
