@@ -1,4 +1,5 @@
-"""The code's shape: no import circles in `pipeline/` or `envs/` (imports inside functions count too)."""
+"""The code's shape: no import circles in `pipeline/` or `envs/` (imports inside functions count too), and one
+episode loop."""
 
 import ast
 import pathlib
@@ -52,3 +53,11 @@ def test_there_are_no_import_circles():
 def test_the_circle_finder_finds_a_circle():
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
     assert module_graph()["pipeline.support"] >= {"pipeline.batches", "pipeline.algorithm"}
+
+
+def test_one_episode_loop_plays_the_scripted_policies():
+    """`envs.base.play` is the only code in `pipeline/` or `envs/` that asks a scripted policy for actions
+    (`.act(`): collection, the measure command and evaluation's behaviour chunks all go through it."""
+    callers = sorted(str(path.relative_to(ROOT)) for package in ("pipeline", "envs")
+                     for path in (ROOT / package).rglob("*.py") if ".act(" in path.read_text())
+    assert callers == ["envs/base.py"], callers
