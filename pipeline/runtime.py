@@ -46,7 +46,9 @@ def init_ray(num_cpus: int | None = None, **kwargs) -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     for name in _NOTICES:
         logging.getLogger(name).setLevel(logging.ERROR)
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.execution_options.preserve_order = True  # blocks in input order, not completion order: same seeds, same run
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     runtime_env = {"env_vars": {"PYTHONPATH": project + os.pathsep + os.environ.get("PYTHONPATH", ""),
                                 "TOKENIZERS_PARALLELISM": "false", "MLFLOW_LOGGING_LEVEL": "WARNING",
