@@ -12,7 +12,7 @@ figures to benchmarks/learning/<task>-<preset>.json (keys "dataset", "bc", "qsft
 success_rate, success_ci, raw_return, raw_return_ci, episodes; plus stage_seconds, commit, selection).
 
 With baselines in `--methods` (filtered_bc, ilql, spo), each is trained on the same data into
-`<out>/<method>/<setting>/`, decodes at the temperature chosen for BC, and has its settings chosen on the same
+`<out>/<method>/<setting>/`, decodes as chosen for BC (temperature, ranking rule), and has its settings chosen on the same
 validation instances (`pipeline.select.select_policy`) among `BASELINE_GRIDS` (training fields) and, for ILQL,
 the eval betas (extraction). Each gets a key in the JSON (its figures, plus "selection") and a row in the
 "Baselines" table of LEARNING.md. `--set METHOD.field=value` overrides a baseline's TrainConfig field (a grid
@@ -41,9 +41,10 @@ Written by `benchmarks/learning.py` (one row per run, newest last; the JSON of t
 preset is in `benchmarks/learning/`). Every figure is on the task's **held-out split**: normalized score
 (0 = worst, 50 = the dataset's average, 100 = the scripted solver) ± its 95% CI, raw return, success rate with
 its 95% Wilson interval, and the episode count. "dataset" is the data's behaviour policy played on the same
-held-out instances and seeds. The decoding temperature (by BC's score) and Q-SFT's beta and extraction form
-were chosen on validation instances of the training split, never on the held-out split; BC and Q-SFT train on
-the same rows with the same model and budget, and decode with the same temperature.
+held-out instances and seeds. The decoding (temperature and, for tasks with admissible actions, the ranking
+rule, by BC's score) and Q-SFT's beta and extraction form were chosen on validation instances of the training
+split, never on the held-out split; BC and Q-SFT train on the same rows with the same model and budget, and
+decode the same way.
 
 | task | preset | dataset | BC | Q-SFT | chosen on validation | stage seconds | commit, date | command | notes |
 |---|---|---|---|---|---|---|---|---|---|
@@ -56,7 +57,7 @@ BASELINE_HEADER = """
 ## Baselines
 
 Written by `benchmarks/learning.py --methods ...` (one row per method and run, newest last): each baseline trained
-on the same rows as BC and Q-SFT, decoded at the temperature chosen for BC, its settings chosen on the same
+on the same rows as BC and Q-SFT, decoded as chosen for BC, its settings chosen on the same
 validation instances, then evaluated on the held-out split (figures as above).
 
 | task | preset | method | held-out | chosen on validation | commit, date | command |
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pipeline.presets import PRESET_NAMES
     from pipeline.run import STAGE_SECONDS_FILE, run_pipeline, stage_configs
     from pipeline.runtime import init_ray
-    from pipeline.select import SELECTION_FILE, describe
+    from pipeline.select import SELECTION_FILE, decoding, describe
     from pipeline.train import method_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -217,14 +218,14 @@ def main(argv: list[str] | None = None) -> dict:
             with open(TABLE, "w") as f:
                 f.write(HEADER)
         sel = result["selection"]
-        chosen = f"T={sel['temperature']:g}, beta={sel['beta']:g}, {'ratio' if sel['ratio_form'] else 'paper'} form"
+        chosen = f"{decoding(sel)}, beta={sel['beta']:g}, {'ratio' if sel['ratio_form'] else 'paper'} form"
         seconds = ", ".join(f"{k} {v:.0f}" for k, v in result["stage_seconds"].items())
         add_row(f"| {args.task} | {args.preset} | {cell(result['dataset'])} | {cell(result['bc'])} | "
                 f"{cell(result['qsft'])} | {chosen} | {seconds} | {result['commit']}, {result['date']} | "
                 f"`{command}` | {args.note} |\n")
         for method in baselines:
             add_row(f"| {args.task} | {args.preset} | {method} | {cell(result[method])} | "
-                    f"{result[method]['selection']['chosen'] or 'defaults'}, T={sel['temperature']:g} | "
+                    f"{result[method]['selection']['chosen'] or 'defaults'}, {decoding(sel)} | "
                     f"{result['commit']}, {result['date']} | `{command}` |\n", baseline=True)
         print(f"recorded: {TABLE}")
     return result

@@ -177,6 +177,39 @@ def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torc
                     tensor(owner), tensor(last))
 
 
+RANKINGS = ("sequence", "token")
+
+
+def continuations(candidates: Sequence[Sequence[int]]) -> list[list[int]]:
+    """For each token of each candidate in turn, the distinct tokens that continue its prefix among all the
+    candidates: the tokens constrained decoding may choose at that point (the children of its trie node)."""
+    children: dict[tuple[int, ...], list[int]] = {}
+    for candidate in candidates:
+        for t, token in enumerate(candidate):
+            node = children.setdefault(tuple(candidate[:t]), [])
+            if token not in node:
+                node.append(token)
+    return [children[tuple(candidate[:t])] for candidate in candidates for t in range(len(candidate))]
+
+
+def constrained_log_probs(log_p: torch.Tensor, tokens: torch.Tensor, allowed: Sequence[Sequence[int]]
+                          ) -> torch.Tensor:
+    """Each token's log-probability renormalised over the tokens that continue an admissible action there:
+
+        log pi_c(a_t | s, a_<t) = log pi(a_t | s, a_<t) - log sum_{v in allowed_t} pi(v | s, a_<t)
+
+    log_p: (T, V) log pi(. | s, a_<t) at each candidate token; tokens: (T,); allowed: per token, its
+    `continuations`. Summed over a candidate this is the probability that token-by-token decoding restricted
+    to the candidates (constrained decoding) writes it; over one state's candidates these sum to 1.
+    """
+    width = max(map(len, allowed), default=1)
+    index = torch.tensor([list(a) + [a[0]] * (width - len(a)) for a in allowed], dtype=torch.long,
+                         device=log_p.device)
+    real = torch.tensor([[True] * len(a) + [False] * (width - len(a)) for a in allowed], device=log_p.device)
+    norm = log_p.gather(-1, index).masked_fill(~real, -torch.inf).logsumexp(-1)
+    return log_p.gather(-1, tokens[:, None])[:, 0] - norm
+
+
 def candidate_log_probs(model: torch.nn.Module, branches: Branches, rows: torch.Tensor, states: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward over `branches`: (log p(.|s) at each of the rows' positions (`rows`, `states`): (N, V);

@@ -92,14 +92,17 @@ class CollectConfig:
     behaviour: dict[str, Any] = field(default_factory=dict)  # overrides the task's default_behaviour_params
 
 
+Ranking = Literal["sequence", "token"]
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Evaluation of a policy on a task's held-out instances with Ray actors.
 
     The extraction and decoding settings are chosen on validation instances, `num_validation_episodes`
     instances of the task's training split, never on the held-out split (`pipeline.select`): BC's
-    temperature from `temperatures` (Q-SFT then decodes with the same one), then Q-SFT's (beta, ratio_form)
-    from `betas` x `ratio_forms`. An empty grid keeps the single value (`temperature`, `beta`, `ratio_form`).
+    temperature and ranking rule from `temperatures` x `rankings` (Q-SFT then decodes with the same ones),
+    then Q-SFT's (beta, ratio_form) from `betas` x `ratio_forms`. An empty grid keeps the single value (`temperature`, `ranking`, `beta`, `ratio_form`).
     """
 
     num_episodes: int = 100
@@ -113,6 +116,9 @@ class EvalConfig:
     ratio_form: bool = False         # pi ∝ pi_beta * exp(beta * p_theta / pi_beta) instead
     support_eps: float = 0.01        # extraction keeps pi_beta's support {a : pi_beta(a|s) > support_eps}
     temperature: float = 0.0         # 0: greedy decoding
+    ranking: Ranking = "sequence"    # pi_beta(a|s) of an admissible action (pipeline.policy.rank_many): "sequence"
+    #                                  prod_t pi_beta(a_t|.), or "token", constrained decoding's renormalised tokens
+    rankings: tuple[Ranking, ...] = ()
     temperatures: tuple[float, ...] = ()
     betas: tuple[float, ...] = ()
     ratio_forms: tuple[bool, ...] = ()
@@ -169,7 +175,8 @@ def _coerce(name: str, hint: Any, current: Any, value: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config field {name!r} expects a list, got {value!r}")
         item = get_args(hint)[0]
-        return tuple(_coerce(f"{name}[{i}]", item, item(), v) for i, v in enumerate(value))
+        blank = get_args(item)[0] if get_origin(item) is Literal else item()  # a value of the item's type
+        return tuple(_coerce(f"{name}[{i}]", item, blank, v) for i, v in enumerate(value))
     if isinstance(value, str) and kind is not str:
         try:
             value = json.loads(value.lower() if kind is bool else value)

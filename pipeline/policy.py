@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from pipeline.candidates import constrained_log_probs, continuations
 from pipeline.extraction import extracted_log_probs, ilql_log_probs
 from pipeline.models import load_model, load_tokenizer, load_value_heads
 from pipeline.tokenize import ActionCodec, TurnCodec, make_codec
@@ -46,6 +47,7 @@ class PolicySpec:
     ratio_form: bool = False
     support_eps: float = 0.0
     temperature: float = 0.0
+    ranking: str = "sequence"
     max_action_tokens: int = 24
 
     @property
@@ -62,7 +64,7 @@ class PolicySpec:
         """A checkpoint's own policy (no `q`) or an extraction with an EvalConfig's decoding and extraction settings."""
         return cls(checkpoint=checkpoint, q=q, extraction=extraction, label=label, beta=cfg.beta,
                    ratio_form=cfg.ratio_form, support_eps=cfg.support_eps, temperature=cfg.temperature,
-                   max_action_tokens=cfg.max_action_tokens)
+                   ranking=cfg.ranking, max_action_tokens=cfg.max_action_tokens)
 
     @classmethod
     def of_stage(cls, cfg, stage: str, checkpoint: str, bc_checkpoint: str) -> PolicySpec:
@@ -294,6 +296,11 @@ class LMPolicy:
             Q-SFT:  log pi_beta(a|s) + beta * Q(s,a)
             ILQL:   log pi_beta(a|s) + beta * (Q(s,a) - V(s))
 
+        With `ranking="token"` pi_beta(a|s) is constrained decoding's instead (`candidates.constrained_log_probs`):
+        each token renormalised over the tokens that continue some candidate there. A model that cannot copy an
+        ID spreads its probability over every ID, so "sequence" gives a copied ID ~ 36^-6 while "token" gives
+        it the share of the first token that starts the candidates' IDs.
+
         Q(s,a) is read at the candidate's last token a_L, the token that carries the turn's reward and bootstrap:
         Q-SFT's p_theta(a_L | s, a_<L) / pi_beta(a_L | s, a_<L) (ratio form) or p_theta(a_L | s, a_<L) (paper
         form), ILQL's Q head at a_L (and V its value head at s). After a complete action pi_beta(<|eot|>) ~ 1, so
@@ -325,9 +332,12 @@ class LMPolicy:
         logits = outs[0].logits[rows, reads].float()
         if self.disallowed is not None:
             logits = logits.masked_fill(self.disallowed, -torch.inf)
-        token_log_beta = F.log_softmax(logits, dim=-1).gather(-1, tokens[:, None])[:, 0]
+        log_beta = F.log_softmax(logits, dim=-1)
+        token_log_beta = log_beta.gather(-1, tokens[:, None])[:, 0]
+        ranked = token_log_beta if self.spec.ranking == "sequence" else constrained_log_probs(
+            log_beta, tokens, [t for acts in actions for t in continuations(acts)])
         scores = torch.zeros(len(state), device=self.device).index_add_(
-            0, torch.tensor(owner, dtype=torch.long, device=self.device), token_log_beta)
+            0, torch.tensor(owner, dtype=torch.long, device=self.device), ranked)
         if self.q is not None:
             values = self._candidate_values(outs[1], rows[last], reads[last], tokens[last], token_log_beta[last],
                                             torch.tensor(new, device=self.device)[rows[last]] - 1)

@@ -126,13 +126,19 @@ def _text_recipe(episodes: int, steps: int, train: dict[str, Any], eval_: dict[s
             "eval": {"envs_per_actor": 8, "temperatures": (0.0, 1.0), "ratio_forms": (True,), **eval_}}
 
 
+# Commands that copy names or IDs from the page (an object "apple 1", a product "B0KPQRX6NK") get a small
+# sequence probability from a model that has not learned to copy, however likely their first token: the
+# "token" ranking rule (constrained decoding) is offered beside "sequence", chosen by BC's validation score.
+_RANKINGS = {"rankings": ("sequence", "token")}
+
 # ALFWorld: every policy chooses among the admissible commands (Q-SFT reading Q at each command's <|eot|>).
 # Episodes are up to 30 turns of ~30 tokens after a ~70-token prompt (the 1024-token BPE): 1024 tokens hold 75% of
 # the data's episodes whole, and the successful ones (shorter) nearly all. Only 30 held-out games: each is played 7
 # times (210 episodes); validation plays the first 8 training games 7 times each.
 _TASK["alfworld"]["cpu"] = _text_recipe(
     600, 400, train={"model.max_length": 1024, "model.vocab_size": 1024, "batch_size": 16},
-    eval_={"num_episodes": 30, "repeats": 7, "num_validation_episodes": 8, "support_eps": 0.1, "betas": (8.0, 32.0)})
+    eval_={"num_episodes": 30, "repeats": 7, "num_validation_episodes": 8, "support_eps": 0.1, "betas": (8.0, 32.0),
+           **_RANKINGS})
 
 # WebShop: episodes are ~5 turns of ~130 tokens (the 2048-token BPE): 1024 tokens hold 78% of them whole, and a
 # cut row bootstraps from its last kept page. 100 held-out instructions, each played twice; validation plays 40
@@ -140,7 +146,8 @@ _TASK["alfworld"]["cpu"] = _text_recipe(
 # page's clickables at their last token (the action-level backup; a search page keeps the token-level value).
 _TASK["webshop"]["cpu"] = _text_recipe(
     2000, 500, train={"model.max_length": 1024, "model.vocab_size": 2048, "batch_size": 16}, qsft=_ACTION_BACKUP,
-    eval_={"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "support_eps": 0.1, "betas": (4.0, 16.0)})
+    eval_={"num_episodes": 100, "repeats": 2, "num_validation_episodes": 40, "support_eps": 0.1, "betas": (4.0, 16.0),
+           **_RANKINGS})
 
 # Twenty Questions: generated questions (the task lists no admissible actions, so Q-SFT keeps the token-level
 # backup). A game is <= 20 turns of ~10 tokens after a 24-token prompt (the 1024-token BPE), so whole episodes fit

@@ -2,11 +2,11 @@
 
 Validation instances are the first `num_validation_episodes` instances of the task's training split
 (`pipeline.evaluate`, split "validation"). The choice is made in two steps, so that BC is never handicapped:
-1. the temperature: BC's best validation score among `EvalConfig.temperatures` (ties: the first listed);
-   Q-SFT decodes with the same temperature;
-2. Q-SFT's extraction: the best validation score among `betas` x `ratio_forms` at that temperature.
+1. the decoding: BC's best validation score among `EvalConfig.temperatures` x `rankings` (the ranking rule of
+   tasks with admissible actions; ties: the first listed); Q-SFT decodes the same way;
+2. Q-SFT's extraction: the best validation score among `betas` x `ratio_forms` with that decoding.
 An empty grid keeps the config's single value. The held-out evaluation then uses the chosen settings.
-The baselines (benchmarks/learning.py) decode at the same temperature and pick their own settings, training
+The baselines (benchmarks/learning.py) decode the same way and pick their own settings, training
 fields such as filtered BC's fraction or inference ones such as ILQL's beta, the same way (`select_policy`).
 """
 
@@ -24,8 +24,8 @@ SELECTION_FILE = "selection.json"
 
 def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalConfig, progress: bool = True
                     ) -> dict[str, Any]:
-    """{"temperature", "beta", "ratio_form", "validation": [one row per setting tried]}; `pool` is the task's
-    `pipeline.evaluate.EvalPool`."""
+    """{"temperature", "ranking", "beta", "ratio_form", "validation": [one row per setting tried]}; `pool` is the
+    task's `pipeline.evaluate.EvalPool`."""
     from pipeline.evaluate import summarize
 
     trials: list[dict[str, Any]] = []
@@ -38,18 +38,18 @@ def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalCon
             "episodes", "score", "score_ci", "raw_return", "success_rate")}})
         return summary["score"]
 
-    temperatures = cfg.temperatures or (cfg.temperature,)
-    temperature = temperatures[0]
-    if len(temperatures) > 1:
-        scores = [score("bc", temperature=t) for t in temperatures]
-        temperature = temperatures[scores.index(max(scores))]
+    decodings = [{"temperature": t, "ranking": r} for t, r in itertools.product(
+        cfg.temperatures or (cfg.temperature,), cfg.rankings or (cfg.ranking,))]
+    chosen = decodings[0]
+    if len(decodings) > 1:
+        scores = [score("bc", **d) for d in decodings]
+        chosen = decodings[scores.index(max(scores))]
     grid = list(itertools.product(cfg.betas or (cfg.beta,), cfg.ratio_forms or (cfg.ratio_form,)))
     beta, ratio_form = grid[0]
     if len(grid) > 1:
-        scores = [score("qsft", temperature=temperature, beta=b, ratio_form=r) for b, r in grid]
+        scores = [score("qsft", **chosen, beta=b, ratio_form=r) for b, r in grid]
         beta, ratio_form = grid[scores.index(max(scores))]
-    return {"temperature": temperature, "beta": beta, "ratio_form": ratio_form,
-            **validation_size(cfg), "validation": trials}
+    return {**chosen, "beta": beta, "ratio_form": ratio_form, **validation_size(cfg), "validation": trials}
 
 
 def select_policy(pool, candidates: dict[str, PolicySpec], cfg: EvalConfig, progress: bool = True
@@ -76,16 +76,24 @@ def validation_size(cfg: EvalConfig) -> dict[str, int]:
 
 
 def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
-    """The evaluation config with the chosen temperature, beta and extraction form."""
-    return dataclasses.replace(cfg, temperature=float(selection["temperature"]), beta=float(selection["beta"]),
+    """The evaluation config with the chosen temperature, ranking rule, beta and extraction form (a selection
+    written before ranking rules existed ranked by "sequence")."""
+    return dataclasses.replace(cfg, temperature=float(selection["temperature"]),
+                               ranking=selection.get("ranking", "sequence"), beta=float(selection["beta"]),
                                ratio_form=bool(selection["ratio_form"]))
+
+
+def decoding(selection: dict[str, Any]) -> str:
+    """The chosen decoding in short, e.g. "T=1" or "T=1, token ranking" (the ranking rule when not the default)."""
+    ranking = selection.get("ranking", "sequence")
+    return f"T={selection['temperature']:g}" + (f", {ranking} ranking" if ranking != "sequence" else "")
 
 
 def describe(selection: dict[str, Any]) -> str:
     """One line: what was chosen, and on how many validation episodes."""
     form = "ratio form" if selection["ratio_form"] else "paper form"
     repeats = selection.get("validation_repeats", 1)
-    return (f"temperature {selection['temperature']:g}, beta {selection['beta']:g}, {form} "
+    return (f"{decoding(selection)}, beta {selection['beta']:g}, {form} "
             f"(chosen on {selection['validation_episodes']} validation instances of the training split"
             f"{f', {repeats} plays each' if repeats > 1 else ''}, "
             f"{len(selection['validation'])} settings tried)")

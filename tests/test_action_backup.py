@@ -221,3 +221,20 @@ def test_action_backup_needs_the_qsft_stage_and_a_task_that_lists_actions():
         check_backup(TrainConfig(stage="qsft", backup="action"), envs.get_task("wordle"))
     with pytest.raises(ConfigError, match="backup"):
         check_backup(TrainConfig(stage="bc", backup="action"), envs.get_task("maze_small"))
+
+
+def test_constrained_log_probs_by_hand():
+    """Two candidates [5, 7] and [5, 8] and a third [6]: the first token chooses between 5 and 6, the second
+    (after 5) between 7 and 8; each is renormalised over those tokens only."""
+    from pipeline.candidates import constrained_log_probs, continuations
+
+    candidates = [[5, 7], [5, 8], [6]]
+    allowed = continuations(candidates)
+    assert allowed == [[5, 6], [7, 8], [5, 6], [7, 8], [5, 6]]
+    log_p = torch.full((5, 10), -5.0)
+    log_p[:, 5], log_p[:, 6], log_p[:, 7], log_p[:, 8] = math.log(0.3), math.log(0.1), math.log(0.2), math.log(0.05)
+    tokens = torch.tensor([t for c in candidates for t in c])
+    got = constrained_log_probs(log_p, tokens, allowed)
+    first, second = {5: 0.3 / 0.4, 6: 0.1 / 0.4}, {7: 0.2 / 0.25, 8: 0.05 / 0.25}
+    expected = [first[5], second[7], first[5], second[8], first[6]]
+    assert torch.allclose(got.exp(), torch.tensor(expected), atol=1e-6)

@@ -80,6 +80,33 @@ def test_candidates_score_pi_beta_of_the_whole_action_plus_beta_q_at_its_last_to
     assert qsft.rank(Segment(context), candidates) == pytest.approx(expected, abs=1e-4)
 
 
+def test_token_ranking_is_constrained_decoding_of_the_candidates(checkpoints):
+    """ranking="token": log pi_c(a|s) = sum_t [log pi_beta(a_t | s, a_<t) - log sum_{v in C_t} pi_beta(v | s, a_<t)],
+    C_t the tokens that continue some candidate sharing a_<t: the probability that decoding token by token,
+    masked to the candidates, writes a. Over one state's candidates these sum to 1."""
+    candidates = ["crane", "crane: _", "crate", "cr", "slate"]
+    bc = LMPolicy(PolicySpec(checkpoint=checkpoints[0], ranking="token"))
+    context = bc.codec.observation_ids("Guess the word.\n")
+    actions = [bc.codec.action_ids(c) for c in candidates]
+    # shared first tokens, so the trie branches later, once where a candidate ends (<|eot|>) and another goes on
+    assert actions[0][0] == actions[1][0] and actions[2][0] == actions[3][0]
+    expected = []
+    with torch.no_grad():
+        for action in actions:
+            ids, total = list(context), 0.0
+            for t, token in enumerate(action):
+                log_p = bc.lm(input_ids=torch.tensor([ids])).logits[0, -1].log_softmax(-1)
+                allowed = sorted({a[t] for a in actions if a[:t] == action[:t]})
+                total += (log_p[token] - log_p[allowed].logsumexp(0)).item()
+                ids.append(token)
+            expected.append(total)
+    scores = bc.rank(Segment(context), candidates)
+    assert scores == pytest.approx(expected, abs=1e-4)
+    assert math.fsum(math.exp(s) for s in scores) == pytest.approx(1.0, abs=1e-5)
+    sequence = LMPolicy(PolicySpec(checkpoint=checkpoints[0])).rank(Segment(context), candidates)
+    assert scores != pytest.approx(sequence, abs=1e-3)
+
+
 def test_candidates_outside_the_support_are_never_chosen_and_sampling_follows_the_scores(checkpoints):
     candidates = ["crane", "slate", "abbey"]
     spec = PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=3.0)

@@ -1,4 +1,5 @@
-"""Settings are chosen on validation instances only: BC's temperature first, then Q-SFT's extraction at it."""
+"""Settings are chosen on validation instances only: BC's decoding (temperature, ranking rule) first, then
+Q-SFT's extraction with it."""
 
 import dataclasses
 
@@ -15,7 +16,7 @@ class FakePool:
     def evaluate(self, spec, seed, split, progress):
         self.calls.append((spec, split))
         key = ("bc", spec.temperature) if spec.q is None else ("qsft", spec.temperature, spec.beta, spec.ratio_form)
-        score = self.scores[key]
+        score = self.scores.get(key + (spec.ranking,), self.scores.get(key))
         return [{"raw_return": score, "score": score, "success": score > 50, "steps": 1}] * 4
 
 
@@ -32,6 +33,20 @@ def test_temperature_by_bc_then_extraction_at_that_temperature_on_validation_onl
     assert len(chosen["validation"]) == 2 + 4 and chosen["validation"][1]["score"] == 40.0
     final = apply_selection(cfg, chosen)
     assert (final.temperature, final.beta, final.ratio_form) == (1.0, 4.0, True)
+
+
+def test_the_ranking_rule_is_chosen_with_the_temperature_by_bc_and_binds_every_policy():
+    scores = {("bc", 0.0, "sequence"): 5.0, ("bc", 0.0, "token"): 30.0, ("bc", 1.0, "sequence"): 20.0,
+              ("bc", 1.0, "token"): 25.0, ("qsft", 0.0, 4.0, False, "token"): 35.0, ("qsft", 0.0, 16.0, False, "token"): 50.0}
+    cfg = EvalConfig(temperatures=(0.0, 1.0), rankings=("sequence", "token"), betas=(4.0, 16.0),
+                     num_validation_episodes=4)
+    pool = FakePool(scores)
+    chosen = select_settings(pool, "bc-ckpt", "qsft-ckpt", cfg, progress=False)
+    assert (chosen["temperature"], chosen["ranking"], chosen["beta"]) == (0.0, "token", 16.0)
+    assert all(spec.ranking == "token" for spec, _ in pool.calls if spec.q is not None)
+    assert len(chosen["validation"]) == 4 + 2
+    assert apply_selection(cfg, chosen).ranking == "token"
+    assert apply_selection(cfg, {k: v for k, v in chosen.items() if k != "ranking"}).ranking == "sequence"
 
 
 def test_single_values_need_no_validation_runs():
