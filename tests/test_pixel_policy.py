@@ -251,3 +251,57 @@ def test_replayed_evaluation_episode_redraws_the_same_frames():
     assert len(replayed) == 7 and all(np.array_equal(a, b) for a, b in zip(replayed, frames))
     with pytest.raises(RuntimeError, match="does not match"):
         replay_frames(TASK, {**record, "steps": 5})
+
+
+def test_pixel_policy_inputs_never_include_the_privileged_object_positions(codec, space, tmp_path, monkeypatch):
+    """The scripted behaviour reads the objects' positions from `info`; a learned robot policy must see only the
+    camera image and the gripper's own state:
+    1. the observation is {"image", "proprio"}, proprio = gripper xyz and finger opening;
+    2. a collected episode stores exactly that (the PNG, and proprio as the only text), and its training row
+       carries that proprio beside its images (the infos are read only for text tasks' admissible actions);
+    3. an evaluated policy plays the same actions when the environment's `info` lies about every object."""
+    import gymnasium
+
+    from envs.robot.env import RobotEnv
+    from pipeline.collect import play_episode
+    from pipeline.evaluate import play_chunk
+
+    env = gymnasium.make(TASK.env_id)
+    observation_, info = env.reset(seed=3, options={"split": "eval", "index": 0})
+    scene = env.unwrapped._scene
+    assert set(observation_) == {"image", "proprio"} and observation_["proprio"].shape == (4,)
+    np.testing.assert_allclose(observation_["proprio"], [*scene.gripper_position(), scene.gripper_opening()], atol=1e-6)
+    privileged = [info["target_pos"], *info["distractor_pos"]]
+    assert not any(np.allclose(observation_["proprio"][:3], p, atol=1e-3) for p in privileged)
+
+    recorded = play_episode(env, TASK.make_behaviour(**TASK.default_behaviour_params), seed=3,
+                            options={"split": "train", "index": 5}, episode_id=0, task=TASK.name)
+    env.close()
+    assert all(set(json.loads(text)) == {"proprio"} for text in recorded.observations)
+    assert "target_pos" in recorded.infos[0]   # stored for analysis, never a model input
+
+    row = encode_episode(codec, recorded.observations, recorded.actions,
+                         TASK.unit_rewards(recorded.rewards, recorded.terminated), recorded.terminated, 256)
+    attach_observations(codec, row, recorded.observations, recorded.images)
+    kept = len(row["obs_images"])   # one per <|obs|> token
+    assert kept > 1 and row["obs_images"] == recorded.images[:kept]
+    proprio = np.stack([json.loads(text)["proprio"] for text in recorded.observations[:kept]])
+    np.testing.assert_allclose(row["obs_proprio"].reshape(-1, 4), proprio, atol=1e-6)
+
+    model = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, 0, space)
+    save_checkpoint(str(tmp_path), model, codec.tokenizer, {"stage": "bc"})
+    policy = LMPolicy(PolicySpec(checkpoint=str(tmp_path)), TASK)
+    honest = play_chunk(TASK, policy, [0, 1], seed=0)
+    real_info = RobotEnv._info
+
+    def lying_info(self, success):
+        info = real_info(self, success)
+        info["target_pos"] = [9.0, 9.0, 9.0]
+        info["distractor_pos"] = [[-9.0, -9.0, 9.0] for _ in info["distractor_pos"]]
+        info.pop("marker_pos", None)
+        return info
+
+    monkeypatch.setattr(RobotEnv, "_info", lying_info)
+    lied_to = play_chunk(TASK, policy, [0, 1], seed=0)
+    assert [r["transcript"] for r in lied_to] == [r["transcript"] for r in honest]
+    assert honest[0]["steps"] > 1
