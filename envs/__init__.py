@@ -12,7 +12,7 @@ import gymnasium
 
 from envs.base import BehaviourPolicy, ScoreNormalizer, Task
 
-# task name -> (gymnasium id, entry point, module holding the `TASK` record)
+# task name -> (gymnasium id, entry point, module holding the `TASK` record, or "module:RECORD")
 _TASKS: dict[str, tuple[str, str, str]] = {
     "maze": ("qsft/Maze-v0", "envs.maze.env:MazeEnv", "envs.maze"),
     "maze_small": ("qsft/Maze-v0", "envs.maze.env:MazeEnv", "envs.maze.small"),
@@ -23,6 +23,9 @@ _TASKS: dict[str, tuple[str, str, str]] = {
     "alfworld": ("qsft/ALFWorld-v0", "envs.alfworld.env:ALFWorldEnv", "envs.alfworld"),
     "robot_pick": ("qsft/RobotPick-v0", "envs.robot.env:RobotPickEnv", "envs.robot.pick"),
     "robot_place": ("qsft/RobotPlace-v0", "envs.robot.env:RobotPlaceEnv", "envs.robot.place"),
+    # diagnostics (never results): the robot tasks with the object positions in proprio (envs.robot.diagnostic)
+    "robot_pick_state": ("qsft/RobotPick-v0", "envs.robot.env:RobotPickEnv", "envs.robot.diagnostic:PICK_STATE"),
+    "robot_place_state": ("qsft/RobotPlace-v0", "envs.robot.env:RobotPlaceEnv", "envs.robot.diagnostic:PLACE_STATE"),
 }
 
 for _env_id, _entry_point, _ in _TASKS.values():
@@ -36,7 +39,8 @@ def get_task(name: str) -> Task:
     """The `Task` record of a task name such as "wordle"."""
     if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(_TASKS)}")
-    return importlib.import_module(_TASKS[name][2]).TASK
+    module, _, record = _TASKS[name][2].partition(":")
+    return getattr(importlib.import_module(module), record or "TASK")
 
 
 def as_task(task: Task | str) -> Task:

@@ -61,7 +61,7 @@ _ROBOT: dict[str, dict[str, dict[str, Any]]] = {
     "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": {"support_eps": 0.05},
             "eval": {"num_episodes": 100}},
 }
-_TASK["robot_pick"] = _TASK["robot_place"] = _ROBOT
+_TASK["robot_pick"] = _TASK["robot_place"] = _TASK["robot_pick_state"] = _TASK["robot_place_state"] = _ROBOT
 
 _ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% more samples/s than 2 DDP workers
 

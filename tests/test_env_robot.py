@@ -207,3 +207,27 @@ def test_action_tokens_round_trip(num_bins):
         assert np.abs(tokenizer.decode(tokens) - action).max() <= 1.0 / num_bins + 1e-6
         assert tokenizer.from_text(tokenizer.to_text(tokens)) == tokens
         assert tokenizer.encode(tokenizer.decode(tokens)) == tokens
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_state_diagnostic_is_the_same_task_with_the_object_positions_in_proprio(name):
+    """`<name>_state` (envs.robot.diagnostic): the same record but for its name and `observe_objects`; its proprio
+    is the pixel task's, then the target's, each distractor slot's (zeros when empty) and the marker's position,
+    as `info` gives them; the env checker passes."""
+    import dataclasses
+
+    task, state = envs.get_task(name), envs.get_task(f"{name}_state")
+    assert dataclasses.replace(state, name=name, env_kwargs={}) == task and state.env_kwargs == {"observe_objects": True}
+    plain, seen = gymnasium.make(task.env_id), gymnasium.make(state.env_id, **state.env_kwargs)
+    options = {"split": "eval", "index": 4}
+    (obs, _), (obs_state, info) = plain.reset(seed=1, options=options), seen.reset(seed=1, options=options)
+    assert np.array_equal(obs["image"], obs_state["image"])
+    slots = info["distractor_pos"] + [[0.0, 0.0, 0.0]] * (2 - len(info["distractor_pos"]))
+    expected = [*obs["proprio"], *info["target_pos"], *sum(slots, []), *info.get("marker_pos", [])]
+    np.testing.assert_allclose(obs_state["proprio"], expected, atol=1e-4)
+    assert seen.observation_space["proprio"].shape == (len(expected),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(seen.unwrapped, skip_render_check=True)
+    plain.close()
+    seen.close()

@@ -5,6 +5,10 @@ finger opening (m)]}`. Action: `Box(-1, 1, (4,))`, gripper xyz deltas (times `MA
 gripper command (> 0 closes). Reward 1 on the step the goal is achieved, which terminates; the episode
 is truncated after the goal's `max_steps`. `info` carries the privileged object positions that the
 scripted behaviour policies read (a learned policy must not).
+
+`observe_objects=True` is a diagnostic, never a result: proprio then also holds those positions (the target's,
+each distractor slot's, zeros when empty, and the marker's), so a policy trained on it shows what the same
+model and action tokens reach when vision is taken out of the problem (`envs.robot.diagnostic`).
 """
 
 from __future__ import annotations
@@ -34,15 +38,17 @@ class RobotEnv(gymnasium.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, goal: Goal, render_mode: str | None = None) -> None:
+    def __init__(self, goal: Goal, render_mode: str | None = None, observe_objects: bool = False) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"unsupported render_mode {render_mode!r}")
         self.goal = goal
         self.render_mode = render_mode
+        self.observe_objects = observe_objects
+        objects = 3 * (1 + NUM_DISTRACTOR_SLOTS + goal.uses_marker) if observe_objects else 0
         self.observation_space = spaces.Dict({
             "image": spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8),
-            "proprio": spaces.Box(np.array([-2.0, -2.0, -2.0, 0.0], np.float32),
-                                  np.array([2.0, 2.0, 2.0, 2 * FINGER_OPEN + 0.01], np.float32),
+            "proprio": spaces.Box(np.array([-2.0, -2.0, -2.0, 0.0] + [-2.0] * objects, np.float32),
+                                  np.array([2.0, 2.0, 2.0, 2 * FINGER_OPEN + 0.01] + [2.0] * objects, np.float32),
                                   dtype=np.float32),
         })
         self.action_space = spaces.Box(-1.0, 1.0, (4,), np.float32)
@@ -71,8 +77,18 @@ class RobotEnv(gymnasium.Env):
 
     def _observation(self) -> dict[str, np.ndarray]:
         self._image = self._scene.image()
-        proprio = np.array([*self._scene.gripper_position(), self._scene.gripper_opening()], np.float32)
-        return {"image": self._image, "proprio": proprio}
+        proprio = [*self._scene.gripper_position(), self._scene.gripper_opening()]
+        if self.observe_objects:
+            proprio += self._object_positions()
+        return {"image": self._image, "proprio": np.array(proprio, np.float32)}
+
+    def _object_positions(self) -> list[float]:
+        """The diagnostic's privileged state: target, distractor slots (zeros when empty), marker, xyz each."""
+        scene = self._scene
+        distractors = [list(scene.position(body)) for body in scene.present_distractors()]
+        distractors += [[0.0, 0.0, 0.0]] * (NUM_DISTRACTOR_SLOTS - len(distractors))
+        marker = [list(scene.position(scene.marker))] if scene.marker is not None else []
+        return [float(v) for xyz in [scene.position(scene.target), *distractors, *marker] for v in xyz]
 
     def _info(self, success: bool) -> dict[str, Any]:
         scene = self._scene
@@ -97,12 +113,12 @@ class RobotEnv(gymnasium.Env):
 class RobotPickEnv(RobotEnv):
     """`qsft/RobotPick-v0`: lift the red cube."""
 
-    def __init__(self, render_mode: str | None = None) -> None:
-        super().__init__(PICK, render_mode)
+    def __init__(self, render_mode: str | None = None, observe_objects: bool = False) -> None:
+        super().__init__(PICK, render_mode, observe_objects)
 
 
 class RobotPlaceEnv(RobotEnv):
     """`qsft/RobotPlace-v0`: put the red cube down on the green marker."""
 
-    def __init__(self, render_mode: str | None = None) -> None:
-        super().__init__(PLACE, render_mode)
+    def __init__(self, render_mode: str | None = None, observe_objects: bool = False) -> None:
+        super().__init__(PLACE, render_mode, observe_objects)

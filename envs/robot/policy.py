@@ -74,6 +74,7 @@ class ScriptedPolicy:
         self._advance(gripper, holding, info)
         goal, close = self._phase_goal(gripper, info)
         action = np.clip((goal - gripper) / MAX_DELTA, -1.0, 1.0)
+        self.intended = np.array([*action, 1.0 if close else -1.0], dtype=np.float32)  # before the noise
         if self.noise:
             action = np.clip(action + self._rng.normal(0.0, self.noise, 3), -1.0, 1.0)
         return np.array([*action, 1.0 if close else -1.0], dtype=np.float32)
