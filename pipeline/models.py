@@ -71,11 +71,13 @@ def build_task_tokenizer(cfg: ModelConfig, task, texts: Iterable[str]):
     return build_tokenizer(cfg, texts)
 
 
-def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space=None):
+def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space=None,
+                       proprio_stats: dict[str, list[float]] | None = None):
     """The 'pretrained' starting point shared by BC and Q-SFT: hub/local weights, or a seeded scratch init.
 
     With a pixel task's `observation_space` (a Dict with "image" and "proprio"), the scratch model is a
-    `PixelGPT` sized to it.
+    `PixelGPT` sized to it, standardising proprio with `proprio_stats` ({"mean", "std"} per dimension, from the
+    training data; none: unscaled).
     """
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -90,9 +92,11 @@ def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space
                  "attn_pdrop": cfg.dropout, "bos_token_id": tokenizer.eos_token_id,
                  "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
         if observation_space is not None:
+            stats = proprio_stats or {}
             model = pixel_model.PixelGPT(pixel_model.PixelGPTConfig(
                 image_size=observation_space["image"].shape[0], proprio_dim=observation_space["proprio"].shape[0],
-                observation_token_id=tokenizer.convert_tokens_to_ids(OBS), **shape))
+                observation_token_id=tokenizer.convert_tokens_to_ids(OBS), proprio_mean=stats.get("mean"),
+                proprio_std=stats.get("std"), **shape))
         elif cfg.architecture == "llama":
             model = LlamaForCausalLM(LlamaConfig(
                 vocab_size=len(tokenizer), hidden_size=cfg.n_embd, intermediate_size=4 * cfg.n_embd,

@@ -6,7 +6,7 @@ proprioception; action positions hold RT-1 style bin tokens (one per action dime
 next-token logits, so BC, the Q-SFT loss, the target network, checkpoints and policy extraction apply
 exactly as for text:
 
-    e_t = Linear([SpatialSoftmax(Conv(image_t / 255)), proprio_t])   observation embedding (one position)
+    e_t = Linear([SpatialSoftmax(Conv(image_t / 255)), (proprio_t - mu) / sigma])   observation embedding
     h   = GPT2Model(inputs_embeds = [e_0, wte(a_0^0), ...])     causal transformer over the history
     p(x_{i+1} | x_<=i) = softmax(W h_i)
 
@@ -27,11 +27,16 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 class PixelGPTConfig(GPT2Config):
     model_type = "qsft_pixel_gpt2"
 
-    def __init__(self, image_size: int = 64, proprio_dim: int = 4, observation_token_id: int = 2, **kwargs):
+    def __init__(self, image_size: int = 64, proprio_dim: int = 4, observation_token_id: int = 2,
+                 proprio_mean: list[float] | None = None, proprio_std: list[float] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.proprio_dim = proprio_dim
         self.observation_token_id = observation_token_id
+        # the training data's proprio statistics (`pipeline.train.proprio_statistics`): the encoder standardises
+        # with them, so that centimetre differences in metre-valued positions are not lost in the projection
+        self.proprio_mean = list(proprio_mean) if proprio_mean is not None else [0.0] * proprio_dim
+        self.proprio_std = list(proprio_std) if proprio_std is not None else [1.0] * proprio_dim
 
 
 def spatial_softmax(features: torch.Tensor) -> torch.Tensor:
@@ -48,13 +53,17 @@ class ObservationEncoder(nn.Module):
     """(N, H, W, 3) uint8 images + (N, P) proprioception -> (N, n_embd).
 
     A small conv stack keeps a 26x26 feature map; spatial-softmax keypoints (where each feature is) and a
-    pooled summary (how strongly it is present) are concatenated with the proprioception and projected.
+    pooled summary (how strongly it is present) are concatenated with the proprioception, standardised with the
+    training data's statistics (config `proprio_mean`, `proprio_std`), and projected.
     """
 
     KEYPOINTS = 32
 
     def __init__(self, config: PixelGPTConfig):
         super().__init__()
+        self.register_buffer("proprio_mean", torch.tensor(config.proprio_mean, dtype=torch.float32))
+        std = torch.tensor(config.proprio_std, dtype=torch.float32)
+        self.register_buffer("proprio_std", torch.where(std > 1e-6, std, 1.0))  # a constant dimension stays put
         self.conv = nn.Sequential(
             nn.Conv2d(3, 16, kernel_size=5, stride=2, padding=2), nn.GELU(),
             nn.Conv2d(16, 32, kernel_size=3), nn.GELU(),
@@ -65,6 +74,7 @@ class ObservationEncoder(nn.Module):
     def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         dtype = self.project.weight.dtype
         features = self.conv(images.permute(0, 3, 1, 2).to(dtype) / 255.0)
+        proprio = (proprio.to(self.proprio_mean.dtype) - self.proprio_mean) / self.proprio_std
         summary = [spatial_softmax(features), features.mean(dim=(2, 3)), proprio.to(dtype)]
         return self.project(torch.cat(summary, dim=-1))
 
@@ -106,6 +116,11 @@ class PixelGPT(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2's init (N(0, 0.02)) for the transformer and the head; the observation encoder keeps PyTorch's
+        fan-in init, because N(0, 0.02) through three convolutions leaves its features ~1e-3 of the pixels, so
+        flat that spatial softmax puts every keypoint at the centre and the policy cannot see the cube."""
+        if any(module is m for m in self.backbone.encoder.modules()):
+            return
         if isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
             if getattr(module, "bias", None) is not None:

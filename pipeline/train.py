@@ -97,7 +97,8 @@ def build_learner(cfg: TrainConfig, config: dict[str, Any], tokenizer, device: t
     elif cfg.stage in ("ilql", "spo") or (cfg.stage == "qsft" and cfg.init_from == "bc"):
         model = load_model(config["bc_checkpoint"])
     else:
-        model = load_initial_model(cfg.model, tokenizer, cfg.seed, config["observation_space"])
+        model = load_initial_model(cfg.model, tokenizer, cfg.seed, config["observation_space"],
+                                   config["stage_info"].get("proprio"))
     heads = None
     if cfg.stage == "ilql":
         heads = (load_value_heads(resume_from) if resume_from else new_value_heads(model)).train()
@@ -283,7 +284,7 @@ class TrainingData:
 
     dataset: Any
     tokenizer_dir: str
-    info: dict[str, int]
+    info: dict[str, Any]
     selection: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -321,7 +322,17 @@ def prepare_data(cfg: TrainConfig, data_dir: str, out: str, task: Task,
     count = tokenized.count()
     info = {"episodes": count, "episodes_used": kept.count(), "episodes_dropped": count - usable.count(),
             "turns_dropped": int(column_sum(tokenized, "dropped_turns"))}
+    if task.action_tokenizer is not None:
+        info["proprio"] = proprio_statistics(kept, pixel_observation_space(task)["proprio"].shape[0])
     return TrainingData(kept, tokenizer_dir, info, selection)
+
+
+def proprio_statistics(rows, dim: int) -> dict[str, list[float]]:
+    """Per-dimension mean and standard deviation of the proprioception of a pixel task's training rows (their
+    flat `obs_proprio` columns), which the scratch PixelGPT standardises its inputs with."""
+    values = np.concatenate([v for batch in rows.select_columns(["obs_proprio"]).iter_batches(batch_format="numpy")
+                             for v in batch["obs_proprio"]]).reshape(-1, dim)
+    return {"mean": values.mean(0).round(6).tolist(), "std": values.std(0).round(6).tolist()}
 
 
 def episode_table(episodes) -> dict[int, tuple[float, str]]:

@@ -31,10 +31,15 @@ def test_robot_pick_pipeline_from_pixels(tmp_path, ray_local):
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and image.std() > 0
     assert len(json.loads(table.column("action")[0].as_py())) == 4
 
+    proprio = np.array([json.loads(o)["proprio"] for o in table.column("observation").to_pylist()])
     for stage in ("bc", "qsft"):
         checkpoint = out / stage / "checkpoint"
-        assert isinstance(load_model(str(checkpoint)), PixelGPT)
+        model = load_model(str(checkpoint))
+        assert isinstance(model, PixelGPT)
         assert read_stage_info(str(checkpoint))["stage"] == stage
+        # the encoder standardises proprio with the training rows' statistics (every step of these short episodes)
+        np.testing.assert_allclose(model.backbone.encoder.proprio_mean.numpy(), proprio.mean(0), atol=2e-3)
+        np.testing.assert_allclose(model.config.proprio_std, proprio.std(0), atol=2e-3)
     metrics = read_stage_info(str(out / "qsft" / "checkpoint"))["metrics"]
     assert 0.0 <= metrics["target_mean"] <= 1.0 and 1 <= metrics["support_size"] <= 64
 

@@ -163,6 +163,29 @@ def test_pixel_checkpoint_loads_through_the_auto_classes(codec, space, tmp_path)
         model(batch["input_ids"], images=batch["images"][:2], proprio=batch["proprio"][:2])
 
 
+def test_the_observation_encoder_standardises_proprio_and_keeps_its_fan_in_init(codec, space, tmp_path):
+    """(proprio - mean) / std with the training data's statistics (a constant dimension, std 0, is left
+    unscaled), saved with the checkpoint; the conv stem and projection keep PyTorch's fan-in init, not GPT-2's
+    N(0, 0.02), under which three convolutions gave features ~1e-3 of the image and a model that could not see
+    (benchmarks/LEARNING.md, robot)."""
+    stats = {"mean": [0.5, 0.0, 0.1, 0.07], "std": [0.08, 0.1, 0.0, 0.02]}
+    model = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, 0, space, stats)
+    encoder = model.backbone.encoder
+    assert encoder.conv[0].weight.std() > 0.05 and encoder.project.weight.std() > 0.05   # N(0, 0.02) would be 0.02
+    assert float(model.backbone.gpt.wte.weight.std()) == pytest.approx(0.02, rel=0.1)
+    images = torch.from_numpy(RNG.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8))
+    proprio = torch.tensor([[0.5, 0.0, 0.1, 0.07], [0.58, 0.1, 0.3, 0.09], [0.42, -0.2, 0.1, 0.05]])
+    unit = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, 0, space)
+    unit.backbone.encoder.load_state_dict({k: v for k, v in encoder.state_dict().items() if "proprio" not in k},
+                                          strict=False)
+    standardised = (proprio - torch.tensor(stats["mean"])) / torch.tensor([0.08, 0.1, 1.0, 0.02])
+    with torch.no_grad():
+        assert torch.allclose(encoder(images, proprio), unit.backbone.encoder(images, standardised), atol=1e-5)
+    save_checkpoint(str(tmp_path), model, codec.tokenizer, {"stage": "bc"})
+    loaded = load_model(str(tmp_path)).backbone.encoder
+    assert torch.equal(loaded.proprio_mean, encoder.proprio_mean) and torch.equal(loaded.proprio_std, encoder.proprio_std)
+
+
 @pytest.mark.parametrize("stage", ["bc", "qsft"])
 def test_training_losses_run_on_pixel_batches(codec, space, stage):
     cfg = TrainConfig(stage=stage, model=ModelConfig(n_layer=1, n_embd=32, n_head=2))
