@@ -39,11 +39,16 @@ class PixelGPTConfig(GPT2Config):
         self.proprio_std = list(proprio_std) if proprio_std is not None else [1.0] * proprio_dim
 
 
-def spatial_softmax(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, 2C): each channel's expected image coordinates in [-1, 1] under the softmax of
-    its activations (Levine et al. 2016), i.e. where in the image the feature it detects is."""
+def spatial_softmax(features: torch.Tensor, temperature: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 2C): each channel's expected image coordinates in [-1, 1] under the softmax of its
+    activations (Levine et al. 2016), i.e. where in the image the feature it detects is. Each channel is first
+    standardised over the image, so that the softmax of temperature * z is as peaked as the feature's contrast,
+    not its raw scale: a small conv stem's raw activations vary by ~1e-3 across a 64x64 view of a table, and
+    their softmax is flat, every keypoint the centre."""
     n, c, h, w = features.shape
-    weights = features.flatten(2).softmax(-1).view(n, c, h, w)
+    flat = features.flatten(2)
+    z = (flat - flat.mean(-1, keepdim=True)) / (flat.std(-1, keepdim=True) + 1e-5)
+    weights = (temperature * z).softmax(-1).view(n, c, h, w)
     ys = torch.linspace(-1.0, 1.0, h, device=features.device, dtype=features.dtype)
     xs = torch.linspace(-1.0, 1.0, w, device=features.device, dtype=features.dtype)
     return torch.cat([(weights.sum(3) * ys).sum(-1), (weights.sum(2) * xs).sum(-1)], dim=-1)
@@ -69,13 +74,15 @@ class ObservationEncoder(nn.Module):
             nn.Conv2d(16, 32, kernel_size=3), nn.GELU(),
             nn.Conv2d(32, self.KEYPOINTS, kernel_size=3),
         )
+        self.log_temperature = nn.Parameter(torch.zeros(()))   # spatial softmax's sharpness, learned
         self.project = nn.Linear(3 * self.KEYPOINTS + config.proprio_dim, config.n_embd)
 
     def forward(self, images: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         dtype = self.project.weight.dtype
         features = self.conv(images.permute(0, 3, 1, 2).to(dtype) / 255.0)
         proprio = (proprio.to(self.proprio_mean.dtype) - self.proprio_mean) / self.proprio_std
-        summary = [spatial_softmax(features), features.mean(dim=(2, 3)), proprio.to(dtype)]
+        keypoints = spatial_softmax(features, self.log_temperature.exp())
+        summary = [keypoints, features.mean(dim=(2, 3)), proprio.to(dtype)]
         return self.project(torch.cat(summary, dim=-1))
 
 

@@ -31,7 +31,8 @@ def test_robot_pick_pipeline_from_pixels(tmp_path, ray_local):
     assert image.shape == (64, 64, 3) and image.dtype == np.uint8 and image.std() > 0
     assert len(json.loads(table.column("action")[0].as_py())) == 4
 
-    proprio = np.array([json.loads(o)["proprio"] for o in table.column("observation").to_pylist()])
+    proprio = np.array([json.loads(o)["proprio"] for shard in shard_files(str(out / "data"))
+                        for o in pq.read_table(shard, columns=["observation"]).column("observation").to_pylist()])
     for stage in ("bc", "qsft"):
         checkpoint = out / stage / "checkpoint"
         model = load_model(str(checkpoint))
