@@ -30,6 +30,21 @@ def within_one_bin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(int) - b.astype(int)) <= 1
 
 
+class Recording:
+    """The scripted behaviour, keeping each action it intended before its noise (`ScriptedPolicy.intended`)."""
+
+    def __init__(self, behaviour) -> None:
+        self.behaviour, self.intended = behaviour, []
+
+    def reset(self, seed: int) -> None:
+        self.behaviour.reset(seed)
+
+    def act(self, observation, info):
+        action = self.behaviour.act(observation, info)
+        self.intended.append(self.behaviour.intended)
+        return action
+
+
 def main(argv: list[str] | None = None) -> dict:
     import gymnasium
     import torch
@@ -53,20 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     model, taken, intended = [], [], []
     for i in range(args.episodes):
-        behaviour = task.make_behaviour(**task.default_behaviour_params)
-        wanted = []
-
-        class Recorder:
-            def reset(self, seed):
-                behaviour.reset(seed)
-
-            def act(self, observation, info):
-                action = behaviour.act(observation, info)
-                wanted.append(behaviour.intended)
-                return action
-
+        behaviour = Recording(task.make_behaviour(**task.default_behaviour_params))
         env = gymnasium.make(task.env_id, **task.env_kwargs)
-        played = play(env, Recorder(), episode_seed(0, i), reset_options("eval", i, None))
+        played = play(env, behaviour, episode_seed(0, i), reset_options("eval", i, None))
         env.close()
         segments = [policy.segment(played.observations[0])]
         contexts = []
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
             for start in range(0, len(contexts), 16):
                 model += [bins.encode(a) for a in policy.generate(contexts[start:start + 16])]
         taken += [bins.encode(a) for a in played.actions]
-        intended += [bins.encode(a) for a in wanted]
+        intended += [bins.encode(a) for a in behaviour.intended]
     model, taken, intended = map(np.asarray, (model, taken, intended))
     result = {
         "task": args.task, "checkpoint": args.checkpoint, "episodes": args.episodes, "steps": len(taken),

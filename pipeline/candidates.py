@@ -177,9 +177,6 @@ def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torc
                     tensor(owner), tensor(last))
 
 
-RANKINGS = ("sequence", "token")
-
-
 def continuations(candidates: Sequence[Sequence[int]]) -> list[list[int]]:
     """For each token of each candidate in turn, the distinct tokens that continue its prefix among all the
     candidates: the tokens constrained decoding may choose at that point (the children of its trie node)."""

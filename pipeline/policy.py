@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from pipeline.candidates import constrained_log_probs, continuations
+from pipeline.config import Ranking
 from pipeline.extraction import extracted_log_probs, ilql_log_probs
 from pipeline.models import load_model, load_tokenizer, load_value_heads
 from pipeline.tokenize import ActionCodec, TurnCodec, make_codec
@@ -47,7 +48,7 @@ class PolicySpec:
     ratio_form: bool = False
     support_eps: float = 0.0
     temperature: float = 0.0
-    ranking: str = "sequence"
+    ranking: Ranking = "sequence"
     max_action_tokens: int = 24
 
     @property

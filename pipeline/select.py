@@ -77,16 +77,16 @@ def validation_size(cfg: EvalConfig) -> dict[str, int]:
 
 def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
     """The evaluation config with the chosen temperature, ranking rule, beta and extraction form (a selection
-    written before ranking rules existed ranked by "sequence")."""
+    written before ranking rules existed ranked by the default rule)."""
     return dataclasses.replace(cfg, temperature=float(selection["temperature"]),
-                               ranking=selection.get("ranking", "sequence"), beta=float(selection["beta"]),
+                               ranking=selection.get("ranking", EvalConfig.ranking), beta=float(selection["beta"]),
                                ratio_form=bool(selection["ratio_form"]))
 
 
 def decoding(selection: dict[str, Any]) -> str:
     """The chosen decoding in short, e.g. "T=1" or "T=1, token ranking" (the ranking rule when not the default)."""
-    ranking = selection.get("ranking", "sequence")
-    return f"T={selection['temperature']:g}" + (f", {ranking} ranking" if ranking != "sequence" else "")
+    ranking = selection.get("ranking", EvalConfig.ranking)
+    return f"T={selection['temperature']:g}" + (f", {ranking} ranking" if ranking != EvalConfig.ranking else "")
 
 
 def describe(selection: dict[str, Any]) -> str:

@@ -223,7 +223,7 @@ def test_state_diagnostic_is_the_same_task_with_the_object_positions_in_proprio(
     (obs, _), (obs_state, info) = plain.reset(seed=1, options=options), seen.reset(seed=1, options=options)
     assert np.array_equal(obs["image"], obs_state["image"])
     slots = info["distractor_pos"] + [[0.0, 0.0, 0.0]] * (2 - len(info["distractor_pos"]))
-    expected = [*obs["proprio"], *info["target_pos"], *sum(slots, []), *info.get("marker_pos", [])]
+    expected = [*obs["proprio"], *info["target_pos"], *(v for xyz in slots for v in xyz), *info.get("marker_pos", [])]
     np.testing.assert_allclose(obs_state["proprio"], expected, atol=1e-4)
     assert seen.observation_space["proprio"].shape == (len(expected),)
     with warnings.catch_warnings():
