@@ -22,8 +22,9 @@ class ModelConfig:
     """A causal LM: `name_or_path` loads any HF checkpoint; empty builds a GPT-2-shaped model from scratch."""
 
     name_or_path: str = ""
-    architecture: Literal["gpt2", "llama"] = "gpt2"  # scratch only: GPT-2 (learned absolute positions) or
-    #                                 Llama-shaped (rotary positions, which learn "the last few tokens" patterns faster)
+    architecture: Literal["gpt2", "llama", "llama_pointer"] = "gpt2"  # scratch only: GPT-2 (learned absolute
+    #                                 positions), Llama-shaped (rotary positions, which learn "the last few tokens"
+    #                                 patterns faster), or Llama with a pointer head that copies from the context
     n_layer: int = 2
     n_embd: int = 128
     n_head: int = 4

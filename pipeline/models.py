@@ -1,7 +1,8 @@
 """Tokenizers, causal LMs and checkpoints (Hugging Face `save_pretrained` folders).
 
 A model is any `AutoModelForCausalLM`, loaded from a local path or hub id, or, by default, a GPT-2-shaped
-(or, with `architecture="llama"`, a Llama-shaped) model initialised from scratch with a seed (so BC and Q-SFT start from identical weights), with a
+(or, with `architecture="llama"`, a Llama-shaped one; "llama_pointer" adds a pointer head, pipeline.pointer_model)
+model initialised from scratch with a seed (so BC and Q-SFT start from identical weights), with a
 byte-level BPE tokenizer trained on the task's own text. Pixel tasks get `PixelGPT` (pipeline.pixel_model)
 and a word-level tokenizer over `<|obs|>` and the action bins. A checkpoint folder holds the model, the
 tokenizer, `stage.json` (config and metrics of the stage that wrote it), ILQL's Q and V heads
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline import pixel_model  # importing it registers PixelGPT with the Auto classes
+from pipeline import pixel_model, pointer_model  # importing them registers PixelGPT and PointerLlama with the Auto classes
 from pipeline.config import ModelConfig
 from pipeline.tokens import EOT, OBS, PAD
 
@@ -97,13 +98,14 @@ def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space
                 image_size=observation_space["image"].shape[0], proprio_dim=observation_space["proprio"].shape[0],
                 observation_token_id=tokenizer.convert_tokens_to_ids(OBS), proprio_mean=stats.get("mean"),
                 proprio_std=stats.get("std"), **shape))
-        elif cfg.architecture == "llama":
-            model = LlamaForCausalLM(LlamaConfig(
-                vocab_size=len(tokenizer), hidden_size=cfg.n_embd, intermediate_size=4 * cfg.n_embd,
-                num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
-                max_position_embeddings=cfg.max_length, attention_dropout=cfg.dropout, tie_word_embeddings=True,
-                bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id))
+        elif cfg.architecture in ("llama", "llama_pointer"):
+            llama = dict(vocab_size=len(tokenizer), hidden_size=cfg.n_embd, intermediate_size=4 * cfg.n_embd,
+                         num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
+                         max_position_embeddings=cfg.max_length, attention_dropout=cfg.dropout, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+            model = (LlamaForCausalLM(LlamaConfig(**llama)) if cfg.architecture == "llama" else
+                     pointer_model.PointerLlamaForCausalLM(pointer_model.PointerLlamaConfig(**llama)))
         else:
             model = GPT2LMHeadModel(GPT2Config(**shape))
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -140,6 +142,8 @@ class TokenLogits(nn.Module):
         (pipeline.candidates); `observations`: a pixel model's packed `images` and `proprio` (pipeline.pixel_model)."""
         hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                        **observations).last_hidden_state
+        if isinstance(self.model, pointer_model.PointerLlamaForCausalLM):  # log p of the pointer's mixture
+            return self.model.token_log_probs(hidden, input_ids, attention_mask, rows, positions)
         return self.model.get_output_embeddings()(hidden[rows, positions])
 
 

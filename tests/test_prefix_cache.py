@@ -43,11 +43,12 @@ def train_briefly(path: str, seed: int, steps: int = 30) -> None:
     save_checkpoint(path, model, tokenizer, {"stage": "test"})
 
 
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    """BC, Q-SFT-shaped and ILQL-shaped (the Q-SFT model with value heads) tiny checkpoints."""
-    cfg = ModelConfig(n_layer=2, n_embd=32, n_head=2, max_length=64, vocab_size=300)
-    paths = scratch_checkpoints(tmp_path_factory, cfg, TEXTS, "cache")
+@pytest.fixture(scope="module", params=["gpt2", "llama_pointer"])
+def checkpoints(tmp_path_factory, request):
+    """BC, Q-SFT-shaped and ILQL-shaped (the Q-SFT model with value heads) tiny checkpoints, GPT-2 and Llama with a
+    pointer head (whose keys and token ids ride in the KV cache as one more layer)."""
+    cfg = ModelConfig(architecture=request.param, n_layer=2, n_embd=32, n_head=2, max_length=64, vocab_size=300)
+    paths = scratch_checkpoints(tmp_path_factory, cfg, TEXTS, f"cache-{request.param}")
     for seed, path in enumerate(paths):
         train_briefly(path, seed)
     ilql = str(tmp_path_factory.mktemp("cache-ilql"))
