@@ -12,7 +12,7 @@ figures to benchmarks/learning/<task>-<preset>.json (keys "dataset", "bc", "qsft
 success_rate, success_ci, raw_return, raw_return_ci, episodes; plus stage_seconds, commit, selection).
 
 With baselines in `--methods` (filtered_bc, ilql, spo), each is trained on the same data into
-`<out>/<method>/<setting>/`, decodes as chosen for BC (temperature, ranking rule), and has its settings chosen on the same
+`<out>/<method>/<setting>/`, decodes as chosen for BC (temperature, ranking rule, greedy text), and has its settings chosen on the same
 validation instances (`pipeline.select.select_policy`) among `BASELINE_GRIDS` (training fields) and, for ILQL,
 the eval betas (extraction). Each gets a key in the JSON (its figures, plus "selection") and a row in the
 "Baselines" table of LEARNING.md. `--set METHOD.field=value` overrides a baseline's TrainConfig field (a grid
@@ -42,7 +42,7 @@ preset is in `benchmarks/learning/`). Every figure is on the task's **held-out s
 (0 = worst, 50 = the dataset's average, 100 = the scripted solver) ± its 95% CI, raw return, success rate with
 its 95% Wilson interval, and the episode count. "dataset" is the data's behaviour policy played on the same
 held-out instances and seeds. The decoding (temperature and, for tasks with admissible actions, the ranking
-rule, by BC's score) and Q-SFT's beta and extraction form were chosen on validation instances of the training
+rule and whether free text is generated greedily, by BC's score) and Q-SFT's beta and extraction form were chosen on validation instances of the training
 split, never on the held-out split; BC and Q-SFT train on the same rows with the same model and budget, and
 decode the same way.
 

@@ -102,8 +102,9 @@ class EvalConfig:
 
     The extraction and decoding settings are chosen on validation instances, `num_validation_episodes`
     instances of the task's training split, never on the held-out split (`pipeline.select`): BC's
-    temperature and ranking rule from `temperatures` x `rankings` (Q-SFT then decodes with the same ones),
-    then Q-SFT's (beta, ratio_form) from `betas` x `ratio_forms`. An empty grid keeps the single value (`temperature`, `ranking`, `beta`, `ratio_form`).
+    temperature, ranking rule and text decoding from `temperatures` x `rankings` x `greedy_texts` (Q-SFT then
+    decodes the same way), then Q-SFT's (beta, ratio_form) from `betas` x `ratio_forms`. An empty grid keeps the
+    single value (`temperature`, `ranking`, `greedy_text`, `beta`, `ratio_form`).
     """
 
     num_episodes: int = 100
@@ -119,8 +120,11 @@ class EvalConfig:
     temperature: float = 0.0         # 0: greedy decoding
     ranking: Ranking = "sequence"    # pi_beta(a|s) of an admissible action (pipeline.policy.rank_many): "sequence"
     #                                  prod_t pi_beta(a_t|.), or "token", constrained decoding's renormalised tokens
+    greedy_text: bool = False        # generate free text (WebShop's search query) greedily, whatever the temperature
+    #                                  of the choice among admissible actions
     rankings: tuple[Ranking, ...] = ()
     temperatures: tuple[float, ...] = ()
+    greedy_texts: tuple[bool, ...] = ()
     betas: tuple[float, ...] = ()
     ratio_forms: tuple[bool, ...] = ()
     max_action_tokens: int = 24

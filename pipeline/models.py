@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from pipeline import pixel_model, pointer_model  # importing them registers PixelGPT and PointerLlama with the Auto classes
+# importing these registers PixelGPT and PointerLlama with the Auto classes
+from pipeline import pixel_model, pointer_model
 from pipeline.config import ModelConfig
 from pipeline.tokens import EOT, OBS, PAD
 
@@ -99,11 +100,12 @@ def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space
                 observation_token_id=tokenizer.convert_tokens_to_ids(OBS), proprio_mean=stats.get("mean"),
                 proprio_std=stats.get("std"), **shape))
         elif cfg.architecture in ("llama", "llama_pointer"):
-            llama = dict(vocab_size=len(tokenizer), hidden_size=cfg.n_embd, intermediate_size=4 * cfg.n_embd,
-                         num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, num_key_value_heads=cfg.n_head,
-                         max_position_embeddings=cfg.max_length, attention_dropout=cfg.dropout, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+            llama = {"vocab_size": len(tokenizer), "hidden_size": cfg.n_embd, "intermediate_size": 4 * cfg.n_embd,
+                     "num_hidden_layers": cfg.n_layer, "num_attention_heads": cfg.n_head,
+                     "num_key_value_heads": cfg.n_head, "max_position_embeddings": cfg.max_length,
+                     "attention_dropout": cfg.dropout, "tie_word_embeddings": True,
+                     "bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id}
             model = (LlamaForCausalLM(LlamaConfig(**llama)) if cfg.architecture == "llama" else
                      pointer_model.PointerLlamaForCausalLM(pointer_model.PointerLlamaConfig(**llama)))
         else:

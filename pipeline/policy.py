@@ -49,6 +49,7 @@ class PolicySpec:
     support_eps: float = 0.0
     temperature: float = 0.0
     ranking: Ranking = "sequence"
+    greedy_text: bool = False
     max_action_tokens: int = 24
 
     @property
@@ -65,7 +66,7 @@ class PolicySpec:
         """A checkpoint's own policy (no `q`) or an extraction with an EvalConfig's decoding and extraction settings."""
         return cls(checkpoint=checkpoint, q=q, extraction=extraction, label=label, beta=cfg.beta,
                    ratio_form=cfg.ratio_form, support_eps=cfg.support_eps, temperature=cfg.temperature,
-                   ranking=cfg.ranking, max_action_tokens=cfg.max_action_tokens)
+                   ranking=cfg.ranking, greedy_text=cfg.greedy_text, max_action_tokens=cfg.max_action_tokens)
 
     @classmethod
     def of_stage(cls, cfg, stage: str, checkpoint: str, bc_checkpoint: str) -> PolicySpec:
@@ -276,7 +277,7 @@ class LMPolicy:
         return [self.codec.decode_action(row.tolist()) for row in out]
 
     def _choose(self, log_probs: torch.Tensor, generators: list[torch.Generator] | None) -> torch.Tensor:
-        if self.spec.temperature <= 0:
+        if self.spec.temperature <= 0 or self.spec.greedy_text:
             return log_probs.argmax(-1)
         probs = (log_probs / self.spec.temperature).softmax(-1).cpu()
         return torch.stack([torch.multinomial(p, 1, generator=None if generators is None else g)[0]

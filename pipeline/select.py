@@ -2,8 +2,9 @@
 
 Validation instances are the first `num_validation_episodes` instances of the task's training split
 (`pipeline.evaluate`, split "validation"). The choice is made in two steps, so that BC is never handicapped:
-1. the decoding: BC's best validation score among `EvalConfig.temperatures` x `rankings` (the ranking rule of
-   tasks with admissible actions; ties: the first listed); Q-SFT decodes the same way;
+1. the decoding: BC's best validation score among `EvalConfig.temperatures` x `rankings` x `greedy_texts` (the
+   ranking rule of tasks with admissible actions, and whether their free text is generated greedily; ties: the
+   first listed); Q-SFT decodes the same way;
 2. Q-SFT's extraction: the best validation score among `betas` x `ratio_forms` with that decoding.
 An empty grid keeps the config's single value. The held-out evaluation then uses the chosen settings.
 The baselines (benchmarks/learning.py) decode the same way and pick their own settings, training
@@ -24,8 +25,8 @@ SELECTION_FILE = "selection.json"
 
 def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalConfig, progress: bool = True
                     ) -> dict[str, Any]:
-    """{"temperature", "ranking", "beta", "ratio_form", "validation": [one row per setting tried]}; `pool` is the
-    task's `pipeline.evaluate.EvalPool`."""
+    """{"temperature", "ranking", "greedy_text", "beta", "ratio_form", "validation": [one row per setting tried]};
+    `pool` is the task's `pipeline.evaluate.EvalPool`."""
     from pipeline.evaluate import summarize
 
     trials: list[dict[str, Any]] = []
@@ -38,8 +39,8 @@ def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalCon
             "episodes", "score", "score_ci", "raw_return", "success_rate")}})
         return summary["score"]
 
-    decodings = [{"temperature": t, "ranking": r} for t, r in itertools.product(
-        cfg.temperatures or (cfg.temperature,), cfg.rankings or (cfg.ranking,))]
+    decodings = [{"temperature": t, "ranking": r, "greedy_text": g} for t, r, g in itertools.product(
+        cfg.temperatures or (cfg.temperature,), cfg.rankings or (cfg.ranking,), cfg.greedy_texts or (cfg.greedy_text,))]
     chosen = decodings[0]
     if len(decodings) > 1:
         scores = [score("bc", **d) for d in decodings]
@@ -76,17 +77,20 @@ def validation_size(cfg: EvalConfig) -> dict[str, int]:
 
 
 def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
-    """The evaluation config with the chosen temperature, ranking rule, beta and extraction form (a selection
-    written before ranking rules existed ranked by the default rule)."""
+    """The evaluation config with the chosen temperature, ranking rule, text decoding, beta and extraction form (a
+    selection written before ranking rules or greedy text existed decoded by the defaults)."""
     return dataclasses.replace(cfg, temperature=float(selection["temperature"]),
-                               ranking=selection.get("ranking", EvalConfig.ranking), beta=float(selection["beta"]),
-                               ratio_form=bool(selection["ratio_form"]))
+                               ranking=selection.get("ranking", EvalConfig.ranking),
+                               greedy_text=bool(selection.get("greedy_text", EvalConfig.greedy_text)),
+                               beta=float(selection["beta"]), ratio_form=bool(selection["ratio_form"]))
 
 
 def decoding(selection: dict[str, Any]) -> str:
-    """The chosen decoding in short, e.g. "T=1" or "T=1, token ranking" (the ranking rule when not the default)."""
+    """The chosen decoding in short, e.g. "T=1" or "T=1, token ranking, greedy text" (the ranking rule when not the
+    default, greedy text when chosen)."""
     ranking = selection.get("ranking", EvalConfig.ranking)
-    return f"T={selection['temperature']:g}" + (f", {ranking} ranking" if ranking != EvalConfig.ranking else "")
+    return (f"T={selection['temperature']:g}" + (f", {ranking} ranking" if ranking != EvalConfig.ranking else "")
+            + (", greedy text" if selection.get("greedy_text") and selection["temperature"] > 0 else ""))
 
 
 def describe(selection: dict[str, Any]) -> str:

@@ -73,8 +73,8 @@ def test_token_logits_reads_the_same_mixture_as_the_full_forward_and_trains():
 
 
 def test_a_checkpoint_round_trips_with_its_pointer(tmp_path):
-    from transformers import PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     model = pointer_model(3)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0}, unk_token="a")))

@@ -54,6 +54,16 @@ def test_greedy_turn_and_ranking_follow_the_policy(checkpoints):
     assert action == policy.codec.decode_action(chosen)
 
 
+def test_greedy_text_generates_greedily_at_any_temperature_and_still_samples_the_choice(checkpoints):
+    greedy = LMPolicy(PolicySpec(checkpoint=checkpoints[0], max_action_tokens=4))
+    sampled = LMPolicy(PolicySpec(checkpoint=checkpoints[0], max_action_tokens=4, temperature=1.0, greedy_text=True))
+    context = Segment(greedy.codec.observation_ids("Guess the word.\n"))
+    generators = [torch.Generator().manual_seed(s) for s in range(8)]
+    assert sampled.generate([context] * 8, generators) == greedy.generate([context]) * 8
+    scores = [0.0, 0.1, -0.2]
+    assert len({sampled.choose(scores, g) for g in generators}) > 1   # admissible actions: still sampled
+
+
 def candidate_by_hand(policy: LMPolicy, context: list[int], candidate: str) -> tuple[float, float, float]:
     """log pi_beta of the whole candidate, and p_theta and pi_beta of its last token, from full forward passes."""
     ids, log_beta = list(context), 0.0

@@ -1,10 +1,10 @@
-"""Settings are chosen on validation instances only: BC's decoding (temperature, ranking rule) first, then
+"""Settings are chosen on validation instances only: BC's decoding (temperature, ranking rule, greedy text) first, then
 Q-SFT's extraction with it."""
 
 import dataclasses
 
 from pipeline.config import EvalConfig
-from pipeline.select import apply_selection, select_settings
+from pipeline.select import apply_selection, decoding, select_settings
 
 
 class FakePool:
@@ -16,7 +16,8 @@ class FakePool:
     def evaluate(self, spec, seed, split, progress):
         self.calls.append((spec, split))
         key = ("bc", spec.temperature) if spec.q is None else ("qsft", spec.temperature, spec.beta, spec.ratio_form)
-        score = self.scores.get(key + (spec.ranking,), self.scores.get(key))
+        score = self.scores.get(key + (spec.ranking, spec.greedy_text),
+                                self.scores.get(key + (spec.ranking,), self.scores.get(key)))
         return [{"raw_return": score, "score": score, "success": score > 50, "steps": 1}] * 4
 
 
@@ -47,6 +48,21 @@ def test_the_ranking_rule_is_chosen_with_the_temperature_by_bc_and_binds_every_p
     assert len(chosen["validation"]) == 4 + 2
     assert apply_selection(cfg, chosen).ranking == "token"
     assert apply_selection(cfg, {k: v for k, v in chosen.items() if k != "ranking"}).ranking == "sequence"
+
+
+def test_greedy_text_is_chosen_with_the_temperature_by_bc_and_binds_every_policy():
+    scores = {("bc", 0.0, "token", False): 3.0, ("bc", 0.0, "token", True): 3.0, ("bc", 1.0, "token", False): 34.0,
+              ("bc", 1.0, "token", True): 41.0, ("qsft", 1.0, 4.0, False, "token", True): 45.0,
+              ("qsft", 1.0, 16.0, False, "token", True): 44.0}
+    cfg = EvalConfig(temperatures=(0.0, 1.0), ranking="token", greedy_texts=(False, True), betas=(4.0, 16.0),
+                     num_validation_episodes=4)
+    pool = FakePool(scores)
+    chosen = select_settings(pool, "bc-ckpt", "qsft-ckpt", cfg, progress=False)
+    assert (chosen["temperature"], chosen["greedy_text"], chosen["beta"]) == (1.0, True, 4.0)
+    assert all(spec.greedy_text for spec, _ in pool.calls if spec.q is not None)
+    assert apply_selection(cfg, chosen).greedy_text
+    assert not apply_selection(cfg, {k: v for k, v in chosen.items() if k != "greedy_text"}).greedy_text
+    assert decoding(chosen) == "T=1, token ranking, greedy text"
 
 
 def test_single_values_need_no_validation_runs():
