@@ -22,7 +22,7 @@ import torch
 
 import envs
 from envs.webshop.search import tokenize as words_of
-from envs.webshop.shopper import _FILLER_WORDS, _PRICE_CLAUSE
+from envs.webshop.shopper import content_words as asked_words
 from pipeline.config import ModelConfig
 from pipeline.models import build_tokenizer, load_initial_model
 from pipeline.tokenize import TurnCodec
@@ -42,8 +42,7 @@ def search_turns(split: str, count: int) -> list[tuple[str, str]]:
 
 
 def content_words(page: str) -> set[str]:
-    instruction = page.split("[SEP]")[2]
-    return set(words_of(_PRICE_CLAUSE.sub("", instruction))) - _FILLER_WORDS
+    return asked_words(page.split("[SEP]")[2])
 
 
 def overlap(page: str, action: str) -> tuple[float, float]:

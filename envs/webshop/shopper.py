@@ -40,6 +40,11 @@ _FILLER_WORDS = frozenset(tokenize("i am i'm looking for need want buy find me i
 MISSING_WORDS_TOLERATED = 1   # wanted words a product may lack (often the instruction's own type name)
 
 
+def content_words(instruction: str) -> set[str]:
+    """The words an instruction asks for: its own words less the price clause and the filler words."""
+    return set(tokenize(_PRICE_CLAUSE.sub("", instruction))) - _FILLER_WORDS
+
+
 @dataclass(frozen=True)
 class ShopperParams:
     """Noise knobs; the defaults (no noise, always careful) are the strong solver."""
@@ -120,7 +125,7 @@ class Shopper:
             limit = _PRICE_CLAUSE.search(text)
             self.price_upper = float(limit.group(1)) if limit else float("inf")
             self.instruction = _PRICE_CLAUSE.sub("", text).strip()
-            self.words = set(tokenize(self.instruction)) - _FILLER_WORDS
+            self.words = content_words(self.instruction)
 
     def _names(self, value: str) -> bool:
         """Whether the instruction names `value` as a whole phrase."""
