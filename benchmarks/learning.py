@@ -224,8 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{cell(result['qsft'])} | {chosen} | {seconds} | {result['commit']}, {result['date']} | "
                 f"`{command}` | {args.note} |\n")
         for method in baselines:
+            fixed = ", ".join(f"{k}={v} (set)" for k, v in sets.get(method, {}).items())
             add_row(f"| {args.task} | {args.preset} | {method} | {cell(result[method])} | "
-                    f"{result[method]['selection']['chosen'] or 'defaults'}, {decoding(sel)} | "
+                    f"{result[method]['selection']['chosen'] or fixed or 'defaults'}, {decoding(sel)} | "
                     f"{result['commit']}, {result['date']} | `{command}` |\n", baseline=True)
         print(f"recorded: {TABLE}")
     return result
