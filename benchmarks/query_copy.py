@@ -22,7 +22,7 @@ import torch
 
 import envs
 from envs.webshop.search import tokenize as words_of
-from envs.webshop.shopper import content_words as asked_words
+from envs.webshop.shopper import content_words
 from pipeline.config import ModelConfig
 from pipeline.models import build_tokenizer, load_initial_model
 from pipeline.tokenize import TurnCodec
@@ -41,13 +41,9 @@ def search_turns(split: str, count: int) -> list[tuple[str, str]]:
     return turns
 
 
-def content_words(page: str) -> set[str]:
-    return asked_words(page.split("[SEP]")[2])
-
-
 def overlap(page: str, action: str) -> tuple[float, float]:
     """(recall, precision) of the query's words against the instruction's content words."""
-    wanted, said = content_words(page), set(words_of(action.removeprefix("search[").removesuffix("]")))
+    wanted, said = content_words(page.split("[SEP]")[2]), set(words_of(action.removeprefix("search[").removesuffix("]")))
     shared = len(wanted & said)
     return shared / max(len(wanted), 1), shared / max(len(said), 1)
 
