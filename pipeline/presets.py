@@ -93,8 +93,6 @@ _TASK["maze"] = {
     "tiny": {"collect": {"episodes": 2000}, "train": {**_ONE_WORKER, "model.architecture": "llama", "batch_size": 32,
                                                     "log_every": 50},
              "bc": {"epochs": 16}, "qsft": {**_MAZE_QSFT, "epochs": 16}, "eval": _MAZE_EVAL},
-    "cpu": {"collect": {"episodes": 5000}, "train": {**_ONE_WORKER, "model.architecture": "llama"},
-            "bc": {"epochs": 6}, "qsft": {**_MAZE_QSFT, "epochs": 20}, "eval": _MAZE_EVAL},
     "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"}, "qsft": _MAZE_QSFT,
             "eval": _MAZE_EVAL},
 }
@@ -125,6 +123,12 @@ def _text_recipe(episodes: int, steps: int, train: dict[str, Any], eval_: dict[s
             "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": steps, **(qsft or {})},
             "eval": {"envs_per_actor": 8, "temperatures": (0.0, 1.0), "ratio_forms": (True,), **eval_}}
 
+
+# The standard maze's `cpu` preset: the text recipe (BC and Q-SFT 1,000 steps each), Q-SFT with the small maze's
+# action-level backup, and each of the 100 held-out (start, goal) pairs played twice (200 episodes).
+_TASK["maze"]["cpu"] = _text_recipe(
+    5000, 1000, train={"batch_size": 32, "log_every": 50}, qsft=_ACTION_BACKUP,
+    eval_={**_MAZE_EVAL, "repeats": 2, "num_validation_episodes": 60})
 
 # Commands that copy names or IDs from the page (an object "apple 1", a product "B0KPQRX6NK") get a small
 # sequence probability from a model that has not learned to copy, however likely their first token: the
