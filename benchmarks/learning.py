@@ -118,9 +118,14 @@ def baseline_candidates(method: str, checkpoint: str, bc_checkpoint: str, eval_c
 
 def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: list[str], eval_cfg,
                   selection: dict) -> dict:
-    """Train each baseline in `methods` (see the module docstring); {method: figures plus "selection"}."""
+    """Train each baseline in `methods` (see the module docstring); {method: figures plus "selection"}. Each
+    chosen policy's held-out records go to `<out>/eval/<method>/`, beside BC's and Q-SFT's, and the run's report
+    is rewritten with every method side by side (the dashboard reads the same folders)."""
+    import envs
+    from pipeline.data import read_metadata
     from pipeline.evaluate import EvalPool, summarize
     from pipeline.models import STAGE_FILE
+    from pipeline.report import SUMMARY_FILE, load_records, save_records, write_report
     from pipeline.run import stage_configs
     from pipeline.select import apply_selection, select_policy
     from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config, run_stage
@@ -144,8 +149,19 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
     with EvalPool(task, eval_cfg) as pool:
         for method, candidates in offered.items():
             chosen = select_policy(pool, candidates, eval_cfg)
-            records = pool.evaluate(candidates[chosen["chosen"]], eval_cfg.seed, "eval")
+            spec = candidates[chosen["chosen"]]
+            records = pool.evaluate(spec, eval_cfg.seed, "eval")
+            save_records(os.path.join(out, "eval", method), records,
+                         {"policy": spec.name, "selection": chosen, "eval_config": dataclasses.asdict(eval_cfg)})
             results[method] = {**figures(summarize(records)), "selection": chosen}
+    runs = {}
+    for method in ("bc", "qsft", *offered):
+        folder = os.path.join(out, "eval", method)
+        if os.path.exists(os.path.join(folder, SUMMARY_FILE)):
+            records = load_records(folder)
+            runs[records[0]["policy"] if records else method] = records
+    page = write_report(os.path.join(out, "report"), envs.as_task(task), runs, read_metadata(os.path.join(out, "data")))
+    print(f"report with every method: {page}")
     return results
 
 

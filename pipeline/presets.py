@@ -90,11 +90,8 @@ _ACTION_BACKUP = {"backup": "action"}
 _MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps": 0.1, "temperatures": (0.0, 1.0),
               "betas": (16.0, 64.0, 256.0, 1024.0), "ratio_forms": (True,)}
 _TASK["maze"] = {
-    "tiny": {"collect": {"episodes": 2000}, "train": {**_ONE_WORKER, "model.architecture": "llama", "batch_size": 32,
-                                                    "log_every": 50},
-             "bc": {"epochs": 16}, "qsft": {**_MAZE_QSFT, "epochs": 16}, "eval": _MAZE_EVAL},
-    "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"}, "qsft": _MAZE_QSFT,
-            "eval": _MAZE_EVAL},
+    "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"},
+            "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP}, "eval": _MAZE_EVAL},
 }
 
 # The small maze (envs.maze.small): the default suite's learning test, a whole pipeline in minutes. Episodes are
@@ -124,11 +121,13 @@ def _text_recipe(episodes: int, steps: int, train: dict[str, Any], eval_: dict[s
             "eval": {"envs_per_actor": 8, "temperatures": (0.0, 1.0), "ratio_forms": (True,), **eval_}}
 
 
-# The standard maze's `cpu` preset: the text recipe (BC and Q-SFT 1,000 steps each), Q-SFT with the small maze's
-# action-level backup, and each of the 100 held-out (start, goal) pairs played twice (200 episodes).
-_TASK["maze"]["cpu"] = _text_recipe(
-    5000, 1000, train={"batch_size": 32, "log_every": 50}, qsft=_ACTION_BACKUP,
-    eval_={**_MAZE_EVAL, "repeats": 2, "num_validation_episodes": 60})
+# The standard maze: the text recipe with Q-SFT's action-level backup, each of the 100 held-out (start, goal) pairs
+# played twice (200 episodes). `tiny` is the demo (`make demo`, under 10 minutes on 2 CPUs): 700 BC + 700 Q-SFT
+# steps; `cpu` 1,000 + 1,000.
+_MAZE_RECIPE = {"train": {"batch_size": 32, "log_every": 50}, "qsft": _ACTION_BACKUP,
+                "eval_": {**_MAZE_EVAL, "repeats": 2}}
+_TASK["maze"]["tiny"] = _text_recipe(5000, 700, **_MAZE_RECIPE)
+_TASK["maze"]["cpu"] = _text_recipe(5000, 1000, **_MAZE_RECIPE)
 
 # Commands that copy names or IDs from the page (an object "apple 1", a product "B0KPQRX6NK") get a small
 # sequence probability from a model that has not learned to copy, however likely their first token: the

@@ -71,6 +71,7 @@ def write_report(folder: str, task: Task, runs: dict[str, list[dict[str, Any]]],
               [100 * (summaries[n]["success_ci_high"] - summaries[n]["success_rate"]) for n in names]]
     ax2.bar(names, rates, yerr=errors, capsize=4, color=[f"C{i}" for i in range(len(names))])
     ax2.set(title="success rate (95% CI)", ylabel="%", ylim=(0, 100))
+    ax2.tick_params(axis="x", labelrotation=20 if len(names) > 3 else 0, labelsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "returns.png"), dpi=110)
     plt.close(fig)

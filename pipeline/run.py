@@ -100,6 +100,7 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
     from pipeline.policy import PolicySpec
     from pipeline.report import SUMMARY_FILE, load_records, results_table, save_records, write_report
     from pipeline.select import SELECTION_FILE, apply_selection, describe, select_settings
+    from pipeline.tokenize import action_budget_warning
     from pipeline.train import FINAL_CHECKPOINT, run_stage
 
     unknown = [s for s in (*stages, *force) if s not in STAGES]
@@ -172,6 +173,10 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
             finished(stage, t)
             print(f"[{stage}] checkpoint {result.checkpoint} (loss {result.metrics.get('loss', float('nan')):.4f})")
 
+    if task.action_tokenizer is None and os.path.exists(markers["bc"]) and ("select" in stages or "eval" in stages):
+        warning = action_budget_warning(data, bc_ckpt, eval_cfg.max_action_tokens)
+        if warning:
+            print(f"[eval] warning: {warning}")
     with EvalPool(task, eval_cfg) as pool:  # one set of actors for the selection and the held-out evaluation
         if needed("select"):
             t = time.perf_counter()

@@ -146,6 +146,26 @@ def _codec(tokenizer_dir: str, task_name: str) -> TurnCodec | ActionCodec:
     return make_codec(load_tokenizer(tokenizer_dir), envs.get_task(task_name))
 
 
+def action_budget_warning(data: str, tokenizer_dir: str, max_action_tokens: int) -> str | None:
+    """What a generation cap of `max_action_tokens` would cut: a warning naming how many of the data's actions
+    (text tasks) have more text tokens than the cap, which a policy's generated action stops at (an action cut
+    mid-way is usually invalid), or None when every action fits."""
+    from pipeline.data import read_shard, resolve, shard_files
+    from pipeline.models import load_tokenizer
+
+    fs, _ = resolve(data)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    actions = [a for file in shard_files(data) for a in read_shard(file, fs, ["action"]).column("action").to_pylist()
+               if a is not None]
+    lengths = [len(ids) for ids in tokenizer(actions, add_special_tokens=False)["input_ids"]] if actions else []
+    longer = sum(n > max_action_tokens for n in lengths)
+    if not longer:
+        return None
+    return (f"eval.max_action_tokens={max_action_tokens} is shorter than {longer} of the data's {len(lengths)} actions "
+            f"({100 * longer / len(lengths):.1f}%, the longest {max(lengths)} tokens), and a generated action is cut "
+            f"there: set it to at least {max(lengths)}")
+
+
 def bootstrapped_turns(row: dict[str, Any]) -> range:
     """The kept turns of a row whose last token bootstraps from the next state: all but a terminal last one."""
     return range(row["kept_turns"] - 1 if row["terminated"] else row["kept_turns"])

@@ -4,14 +4,16 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from pipeline.cli import _parse_sets
 from pipeline.config import CollectConfig, ConfigError, ModelConfig, TrainConfig, apply_overrides
+from pipeline.data import Episode, episodes_to_table
 from pipeline.models import build_tokenizer, load_initial_model
 from pipeline.run import run_pipeline, stage_configs
-from pipeline.tokenize import TurnCodec, encode_episode
+from pipeline.tokenize import TurnCodec, action_budget_warning, encode_episode
 from pipeline.tokens import EOT
 
 
@@ -131,3 +133,19 @@ def test_wordle_cpu_preset_tokenizes_one_token_per_character():
     tokenizer = build_tokenizer(bc.model, ["crane: _ Y _ _ G\n", "slate", "Guess the word.\n"] * 50)
     assert len(tokenizer.tokenize("crane")) == 5 and len(tokenizer.tokenize("crane: _ Y _ _ G\n")) == 17
     assert bc.model.architecture == "llama" and bc.model.max_length >= 278   # 140-char prompt + 6 x (6 + 17)
+
+
+def test_a_generation_cap_below_the_data_s_actions_is_named(codec, tmp_path):
+    """An action longer than eval.max_action_tokens would be generated cut short: the warning counts them."""
+    actions = ["crane", "crane slate crane slate"]
+    longest = max(len(codec.tokenizer.encode(a, add_special_tokens=False)) for a in actions)
+    episode = Episode(episode_id=0, task="wordle", observations=["Guess the word.\n"] * 3, actions=actions,
+                      rewards=[-1.0, 0.0], terminated=True, truncated=False)
+    (tmp_path / "data").mkdir()
+    pq.write_table(episodes_to_table([episode]), tmp_path / "data" / "part-00000.parquet")
+    codec.tokenizer.save_pretrained(tmp_path / "tokenizer")
+    data, tokenizer = str(tmp_path / "data"), str(tmp_path / "tokenizer")
+    assert action_budget_warning(data, tokenizer, longest) is None
+    warning = action_budget_warning(data, tokenizer, longest - 1)
+    assert warning.startswith(f"eval.max_action_tokens={longest - 1} is shorter than 1 of the data's 2 actions")
+    assert warning.endswith(f"set it to at least {longest}")

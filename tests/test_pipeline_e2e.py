@@ -129,6 +129,32 @@ def test_two_trial_sweep_of_a_baseline_trains_real_checkpoints_under_one_mlflow_
     assert json.loads((sweep / "sweep.json").read_text())["best_config"]["filter_top_fraction"] in (0.3, 0.5)
 
 
+def test_a_baseline_joins_the_report_and_the_dashboard(maze_run, tmp_path):
+    """`benchmarks/learning.py --methods bc,spo,qsft` on a copy of the run: SPO is trained (a few steps) on the
+    same rows, evaluated on the held-out split, and its records sit beside BC's and Q-SFT's, in the report and in
+    the dashboard."""
+    import importlib.util
+    import pathlib
+
+    from pipeline.dashboard import load_run
+
+    out = tmp_path / "copy"
+    shutil.copytree(maze_run[0], out, ignore=shutil.ignore_patterns("sweeps"))
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+    spec = importlib.util.spec_from_file_location("learning_benchmark", path)
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    sets = [f"eval.{k}={v}" for k, v in FEW_EPISODES.items()] + ["spo.max_steps=2", "spo.log_every=1"]
+    result = learning.main(["--task", TASK, "--preset", "tiny", "--out", str(out), "--methods", "bc,spo,qsft",
+                            "--no-record", *[a for s in sets for a in ("--set", s)]])
+    assert result["spo"]["episodes"] == 4
+    assert read_stage_info(str(out / "spo" / "default" / "checkpoint"))["step"] == 2
+    assert json.loads((out / "eval" / "spo" / "summary.json").read_text())["policy"] == "spo"
+    report = (out / "report" / "report.md").read_text()
+    assert all(f"| {name} |" in report for name in ("bc", "spo")) and "| qsft(" in report
+    assert list(load_run(str(out)).evals)[:1] == ["bc"] and "spo" in load_run(str(out)).evals
+
+
 def test_beta_sweep_reuses_the_trained_checkpoints(maze_run):
     from pipeline.sweep import parse_search, run_sweep
 
