@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) jobs/qsft_maze_small.py --preset tiny --out runs/maze-small-tiny
+	$(PY) jobs/qsft_maze.py --preset tiny --out runs/maze-tiny
 
 # The dashboard's browser test needs Debian's chromium and its driver (installed when apt is usable).
 browser:

@@ -52,7 +52,8 @@ decode the same way.
 
 
 BASELINES = ("filtered_bc", "ilql", "spo")
-BASELINE_GRIDS = {"filtered_bc": {"filter_top_fraction": (0.1, 0.3, 0.5)}}  # LMRL-Gym's filtered-BC fractions
+# LMRL-Gym's filtered-BC fractions; SPO's temperature a factor of 3 either side of its default.
+BASELINE_GRIDS = {"filtered_bc": {"filter_top_fraction": (0.1, 0.3, 0.5)}, "spo": {"spo_beta": (0.03, 0.1, 0.3)}}
 BASELINE_HEADER = """
 ## Baselines
 

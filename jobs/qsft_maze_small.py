@@ -1,4 +1,4 @@
-"""Q-SFT on the small maze (the demo): collect -> BC -> Q-SFT -> select settings -> evaluate -> report. `--help` lists the flags."""
+"""Q-SFT on the small maze (the default suite's learning check): collect -> BC -> Q-SFT -> select settings -> evaluate -> report. `--help` lists the flags."""
 
 import os
 import sys

@@ -74,8 +74,8 @@ _TASK["wordle"] = {
                      "betas": (4.0, 16.0), "ratio_forms": (False, True)}},
 }
 
-# Maze: the demo and the learning test. Whole episodes fit in 256 tokens. gamma = 0.9 makes a shortest-path
-# move clearly worth more than a detour (envs/maze). Q-SFT's support is pi_beta > 0.1: with 0.01 the data's
+# Maze (the demo; the small maze below is the learning test). Whole episodes fit in 256 tokens. gamma = 0.9 makes a
+# shortest-path move clearly worth more than a detour (envs/maze). Q-SFT's support is pi_beta > 0.1: with 0.01 the data's
 # rare random moves (pi_beta ~ 0.05) entered the Bellman max, whose noisy ratios p_target / pi_beta then
 # saturated the targets at 1 (see benchmarks/LEARNING.md); tau = 0.05 lets values propagate along ~20-move
 # paths within a few hundred steps. The behaviour's most likely move is a poor policy, so the decoding

@@ -1,6 +1,6 @@
 """Shared fixtures: one local Ray for the session (never a running cluster), small datasets, and one real
-pipeline submitted with `ray job submit` to a `ray start --head` cluster of its own: the small maze's demo
-(`jobs/qsft_maze_small.py --preset tiny`, unchanged). Its run folder is the default suite's end-to-end pipeline
+pipeline submitted with `ray job submit` to a `ray start --head` cluster of its own: the small maze's
+pipeline (`jobs/qsft_maze_small.py --preset tiny`, unchanged). Its run folder is the default suite's end-to-end pipeline
 and its learning check at once: the cluster test, the end-to-end tests (which re-run stages in it, on the
 session's local Ray) and the learning test all read it.
 """
@@ -97,7 +97,7 @@ def submit_to_a_local_cluster(job: str, out: Path, sets: list[str]) -> Submitted
 
 @pytest.fixture(scope="session")
 def submitted_run(tmp_path_factory):
-    """jobs/qsft_maze_small.py at its own `tiny` preset (the demo), submitted to a cluster of its own."""
+    """jobs/qsft_maze_small.py at its own `tiny` preset, submitted to a cluster of its own."""
     return submit_to_a_local_cluster("jobs/qsft_maze_small.py", tmp_path_factory.mktemp("submitted") / "maze_small",
                                      [])
 

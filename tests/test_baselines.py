@@ -190,4 +190,5 @@ def test_the_learning_table_keeps_runs_above_the_baselines_section(tmp_path, mon
         "| spo 1 |\n| spo 2 |\n"
     assert learning.settings_grid("filtered_bc", {}) == [{"filter_top_fraction": f} for f in (0.1, 0.3, 0.5)]
     assert learning.settings_grid("filtered_bc", {"filter_top_fraction": "0.2"}) == [{}]
-    assert learning.settings_grid("spo", {}) == [{}]
+    assert learning.settings_grid("spo", {}) == [{"spo_beta": b} for b in (0.03, 0.1, 0.3)]
+    assert learning.settings_grid("ilql", {}) == [{}]

@@ -11,7 +11,7 @@ import pytest
 from conftest import assert_job_succeeded, submit_to_a_local_cluster
 
 
-@pytest.mark.timeout(1500)  # the submitted demo runs here, in this test's setup
+@pytest.mark.timeout(1500)  # the submitted small-maze pipeline runs here, in this test's setup
 def test_submit_maze_job_to_a_local_cluster(submitted_run):
     assert_job_succeeded(submitted_run, submitted_run.out, episodes=200)
 

@@ -2,7 +2,7 @@
 
 Collect (Ray tasks) -> BC (Ray Train job) -> Q-SFT (Ray Train job, action-level backup, pi_beta precomputed by
 Ray Data) -> extraction settings chosen on validation instances -> held-out evaluation on Ray actors, as
-`make demo` runs it; the run is the session's submitted job (`maze_run`, tests/conftest.py). It asserts:
+`make demo` runs it on the standard maze; the run is the session's submitted job (`maze_run`, tests/conftest.py). It asserts:
 - BC imitates its data: sampled BC reaches the goal on far more held-out pairs than a uniformly random walker;
 - Q-SFT beats BC on the held-out split by a clear margin (10 normalized points; 18 at this preset in
   benchmarks/LEARNING.md, where a Q-SFT stage replaced by a second BC gets 5);

@@ -1,7 +1,7 @@
 """One real end-to-end pipeline: collect -> BC job -> Q-SFT job -> select -> evaluate -> report.
 
 The run is the session fixture `maze_run` (tests/conftest.py): `ray job submit` of jobs/qsft_maze_small.py at
-its demo preset to a `ray start --head` cluster (tests/test_cluster_submit.py checks the submission,
+its tiny preset to a `ray start --head` cluster (tests/test_cluster_submit.py checks the submission,
 tests/test_learning.py what it learned), so the cluster test, these checks and the learning check share one
 pipeline. Re-runs, sweeps and forced stages below run in this process on the session's local Ray, at a few
 optimizer steps and episodes each; the forced stage runs in a copy of the folder, so the others read the
@@ -144,11 +144,11 @@ def test_a_baseline_joins_the_report_and_the_dashboard(maze_run, tmp_path):
     spec = importlib.util.spec_from_file_location("learning_benchmark", path)
     learning = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learning)
-    sets = [f"eval.{k}={v}" for k, v in FEW_EPISODES.items()] + ["spo.max_steps=2", "spo.log_every=1"]
+    sets = [f"eval.{k}={v}" for k, v in FEW_EPISODES.items()] + ["spo.max_steps=2", "spo.log_every=1", "spo.spo_beta=0.1"]
     result = learning.main(["--task", TASK, "--preset", "tiny", "--out", str(out), "--methods", "bc,spo,qsft",
                             "--no-record", *[a for s in sets for a in ("--set", s)]])
     assert result["spo"]["episodes"] == 4
-    assert read_stage_info(str(out / "spo" / "default" / "checkpoint"))["step"] == 2
+    assert read_stage_info(str(out / "spo" / "default" / "checkpoint"))["step"] == 2   # spo_beta set: one setting
     assert json.loads((out / "eval" / "spo" / "summary.json").read_text())["policy"] == "spo"
     report = (out / "report" / "report.md").read_text()
     assert all(f"| {name} |" in report for name in ("bc", "spo")) and "| qsft(" in report

@@ -1,7 +1,7 @@
 """Maze (LMRL-Gym's fully observed maze): walk from a start cell to a goal cell in text.
 
 Two tasks on one environment (envs.maze.env): "maze" on the standard layout (100 held-out (start, goal)
-pairs; the demo and the learning benchmark) and "maze_small" on the small one (40 held-out pairs; the
+pairs; the demo, `make demo`) and "maze_small" on the small one (40 held-out pairs; the
 default suite's learning regression test, envs.maze.small). Four moves, -1 per move until the goal (raw
 return -(moves - 1) when it is reached, -max_steps when the time limit cuts the episode).
 
