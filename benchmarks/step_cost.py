@@ -1,8 +1,10 @@
-"""Cost of a Q-SFT training step relative to a BC step, same model and batch, measured side by side.
+"""Cost of each method's training step relative to a BC step, same model and batch, measured side by side.
 
 A Q-SFT step is BC's forward+backward of p_theta plus a no-grad forward of the target network and, unless
 pi_beta's support was precomputed (pipeline.support, the default), one of pi_beta, at the next-state
-positions. Prints ms/step, tokens/s and the ratios (goal: Q-SFT <= 1.4x BC).
+positions. Filtered BC's step is BC's (it trains on fewer rows); ILQL's is one backbone pass with its Q and V heads
+plus the target network's; SPO's is p_theta's pass plus a no-grad pass of pi_0 (the BC model). Prints ms/step,
+tokens/s and each ratio to BC's step (goal: Q-SFT <= 1.4x BC).
 
     python benchmarks/step_cost.py [--model tiny|small|gpt2-medium] [--device cuda --bf16]
 """
@@ -16,7 +18,7 @@ import torch
 
 from pipeline.algorithm import step_loss, support_size_bound
 from pipeline.config import MODEL_PRESETS, ModelConfig, TrainConfig, apply_overrides
-from pipeline.models import TokenLogits
+from pipeline.models import TokenLogits, TokenValues, new_value_heads
 from pipeline.support import top_support
 
 
@@ -80,14 +82,20 @@ def main():
     behaviour = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
     support = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps), TrainConfig().support_eps)
     supported = {**batch, "pi_beta_ids": support.ids, "pi_beta_logp": support.log_probs}  # as pipeline.support stores
-    variants = {"bc": ("bc", batch), "qsft (pi_beta online)": ("qsft", batch),
-                "qsft (pi_beta precomputed)": ("qsft", supported)}
+    ilql = TokenValues(model, new_value_heads(model).to(args.device))
+    q0 = torch.zeros(args.batch, device=args.device)  # SPO's Q0_hat per row (its value does not change the cost)
+    variants = {"bc": ("bc", batch, TokenLogits(model), target),
+                "filtered_bc": ("filtered_bc", batch, TokenLogits(model), target),
+                "qsft (pi_beta online)": ("qsft", batch, TokenLogits(model), target),
+                "qsft (pi_beta precomputed)": ("qsft", supported, TokenLogits(model), target),
+                "ilql": ("ilql", batch, ilql, copy.deepcopy(ilql).requires_grad_(False)),
+                "spo": ("spo", {**batch, "q0": q0}, TokenLogits(model), None)}
     steps, times = {}, {name: [] for name in variants}
-    for name, (stage, data) in variants.items():
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        steps[name] = make_step(TrainConfig(stage=stage, model=mcfg), data, TokenLogits(model), target, behaviour,
+    for name, (stage, data, policy, policy_target) in variants.items():
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
+        steps[name] = make_step(TrainConfig(stage=stage, model=mcfg), data, policy, policy_target, behaviour,
                                 optimizer, autocast)
-    for i in range(args.iters + 3):  # alternate the two so load on the machine hits both alike
+    for i in range(args.iters + 3):  # alternate the variants so load on the machine hits them alike
         for stage, step in steps.items():
             seconds = step()
             if i >= 3:
@@ -99,6 +107,7 @@ def main():
     print(f"model={args.model} device={args.device} bf16={args.bf16} batch={args.batch}x{length}")
     print(f"ratio qsft/bc = {results['qsft (pi_beta precomputed)'] / results['bc']:.2f} with the support pass "
           f"(default), {results['qsft (pi_beta online)'] / results['bc']:.2f} online  (goal <= 1.4)")
+    print("  ".join(f"ratio {m}/bc = {results[m] / results['bc']:.2f}" for m in ("filtered_bc", "ilql", "spo")))
 
 
 if __name__ == "__main__":

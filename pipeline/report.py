@@ -54,24 +54,30 @@ def write_report(folder: str, task: Task, runs: dict[str, list[dict[str, Any]]],
     summaries = {name: summarize(records) for name, records in runs.items()}
     table = results_table(summaries)
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [3, 2, 2]})
     returns = {name: [r["raw_return"] for r in records] for name, records in runs.items()}
     lo = min(min(v) for v in returns.values())
     hi = max(max(v) for v in returns.values())
     bins = _bins(lo, hi)
     for name, values in returns.items():
-        ax1.hist(values, bins=bins, alpha=0.55, label=name)
+        ax1.hist(values, bins=bins, histtype="step", lw=1.6, label=name)  # outlines: several policies stay legible
     if dataset:
         ax1.axvline(dataset["return"]["mean"], color="k", ls="--", lw=1, label="dataset mean")
     ax1.set(title=f"{task.name}: return per held-out episode", xlabel="raw return", ylabel="episodes")
     ax1.legend(fontsize=8)
     names = list(summaries)
+    colors = [f"C{i}" for i in range(len(names))]
+    scores = [summaries[n]["score"] for n in names]
+    ax2.bar(names, scores, yerr=[summaries[n]["score_ci"] for n in names], capsize=4, color=colors)
+    ax2.axhline(50, color="k", ls="--", lw=1)  # the normalizer's dataset average
+    ax2.set(title="normalized score (95% CI; 50 = data)", ylim=(min(0, *scores), max(100, *scores)))
     rates = [100 * summaries[n]["success_rate"] for n in names]
     errors = [[100 * (summaries[n]["success_rate"] - summaries[n]["success_ci_low"]) for n in names],
               [100 * (summaries[n]["success_ci_high"] - summaries[n]["success_rate"]) for n in names]]
-    ax2.bar(names, rates, yerr=errors, capsize=4, color=[f"C{i}" for i in range(len(names))])
-    ax2.set(title="success rate (95% CI)", ylabel="%", ylim=(0, 100))
-    ax2.tick_params(axis="x", labelrotation=20 if len(names) > 3 else 0, labelsize=8)
+    ax3.bar(names, rates, yerr=errors, capsize=4, color=colors)
+    ax3.set(title="success rate (95% CI)", ylabel="%", ylim=(0, 100))
+    for ax in (ax2, ax3):
+        ax.tick_params(axis="x", labelrotation=20 if len(names) > 2 else 0, labelsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "returns.png"), dpi=110)
     plt.close(fig)
