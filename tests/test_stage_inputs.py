@@ -7,6 +7,7 @@ import pytest
 
 import pipeline.collect
 import pipeline.select
+import pipeline.tokenize
 from pipeline import train
 from pipeline.run import run_pipeline
 
@@ -44,6 +45,7 @@ def ran(monkeypatch):
     monkeypatch.setattr(pipeline.collect, "collect", collect)
     monkeypatch.setattr(train, "run_stage", run_stage)
     monkeypatch.setattr(pipeline.select, "select_settings", select_settings)
+    monkeypatch.setattr(pipeline.tokenize, "action_budget_warning", lambda *args: None)  # no tokenizer in the markers
     return ran
 
 
