@@ -123,6 +123,7 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
     chosen policy's held-out records go to `<out>/eval/<method>/`, beside BC's and Q-SFT's, and the run's report
     is rewritten with every method side by side (the dashboard reads the same folders)."""
     import envs
+    from pipeline import tracking
     from pipeline.data import read_metadata
     from pipeline.evaluate import EvalPool, summarize
     from pipeline.models import STAGE_FILE
@@ -132,6 +133,7 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
     from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config, run_stage
 
     _, bc_cfg, qsft_cfg, _ = stage_configs(task, preset, {k: v for k, v in overrides.items() if k not in BASELINES})
+    tracking_uri = tracking.tracking_uri_for(out)  # the run's own MLflow store, beside BC's and Q-SFT's runs
     eval_cfg = apply_selection(eval_cfg, selection)
     data, bc_ckpt = os.path.join(out, "data"), os.path.join(out, "bc", FINAL_CHECKPOINT)
     offered = {}
@@ -144,7 +146,8 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
             checkpoint = os.path.join(folder, FINAL_CHECKPOINT)
             if not os.path.exists(os.path.join(checkpoint, STAGE_FILE)):
                 run_stage(method_config(method, bc_cfg, qsft_cfg, {**own, **settings}), data, folder, task,
-                          bc_checkpoint=bc_ckpt if method in FROM_BC else None)
+                          bc_checkpoint=bc_ckpt if method in FROM_BC else None, tracking_uri=tracking_uri,
+                          run_name=f"{task}-{method}" + (f"-{name}" if name else ""))
             offered[method].update(baseline_candidates(method, checkpoint, bc_ckpt, eval_cfg, name))
     results = {}
     with EvalPool(task, eval_cfg) as pool:

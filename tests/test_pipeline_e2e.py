@@ -131,8 +131,8 @@ def test_two_trial_sweep_of_a_baseline_trains_real_checkpoints_under_one_mlflow_
 
 def test_a_baseline_joins_the_report_and_the_dashboard(maze_run, tmp_path):
     """`benchmarks/learning.py --methods bc,spo,qsft` on a copy of the run: SPO is trained (a few steps) on the
-    same rows, evaluated on the held-out split, and its records sit beside BC's and Q-SFT's, in the report and in
-    the dashboard."""
+    same rows, tracked in the run's MLflow store, evaluated on the held-out split, and its records sit beside BC's
+    and Q-SFT's, in the report and in the dashboard."""
     import importlib.util
     import pathlib
 
@@ -152,7 +152,10 @@ def test_a_baseline_joins_the_report_and_the_dashboard(maze_run, tmp_path):
     assert json.loads((out / "eval" / "spo" / "summary.json").read_text())["policy"] == "spo"
     report = (out / "report" / "report.md").read_text()
     assert all(f"| {name} |" in report for name in ("bc", "spo")) and "| qsft(" in report
-    assert list(load_run(str(out)).evals)[:1] == ["bc"] and "spo" in load_run(str(out)).evals
+    run = load_run(str(out))
+    assert list(run.evals)[:1] == ["bc"] and "spo" in run.evals
+    spo = next(r for r in mlflow_runs(out) if r.info.run_name == f"{TASK}-spo")   # in the run's own MLflow store
+    assert "loss" in spo.data.metrics
 
 
 def test_beta_sweep_reuses_the_trained_checkpoints(maze_run):
