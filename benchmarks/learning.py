@@ -127,7 +127,7 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
     from pipeline.data import read_metadata
     from pipeline.evaluate import EvalPool, summarize
     from pipeline.models import STAGE_FILE
-    from pipeline.report import SUMMARY_FILE, load_records, save_records, write_report
+    from pipeline.report import load_runs, save_records, write_report
     from pipeline.run import stage_configs
     from pipeline.select import apply_selection, select_policy
     from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config, run_stage
@@ -158,12 +158,7 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
             save_records(os.path.join(out, "eval", method), records,
                          {"policy": spec.name, "selection": chosen, "eval_config": dataclasses.asdict(eval_cfg)})
             results[method] = {**figures(summarize(records)), "selection": chosen}
-    runs = {}
-    for method in ("bc", "qsft", *offered):
-        folder = os.path.join(out, "eval", method)
-        if os.path.exists(os.path.join(folder, SUMMARY_FILE)):
-            records = load_records(folder)
-            runs[records[0]["policy"] if records else method] = records
+    runs = load_runs(os.path.join(out, "eval", method) for method in ("bc", "qsft", *offered))
     page = write_report(os.path.join(out, "report"), envs.as_task(task), runs, read_metadata(os.path.join(out, "data")))
     print(f"report with every method: {page}")
     return results

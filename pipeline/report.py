@@ -34,6 +34,16 @@ def load_records(folder: str) -> list[dict[str, Any]]:
     return pq.read_table(os.path.join(folder, RECORDS_FILE)).to_pylist()
 
 
+def load_runs(folders) -> dict[str, list[dict[str, Any]]]:
+    """{policy name: records} of the evaluation folders that hold a finished evaluation (summary.json), in order."""
+    runs = {}
+    for folder in folders:
+        if os.path.exists(os.path.join(folder, SUMMARY_FILE)):
+            with open(os.path.join(folder, SUMMARY_FILE)) as f:
+                runs[json.load(f)["policy"]] = load_records(folder)
+    return runs
+
+
 def results_table(summaries: dict[str, dict[str, Any]]) -> str:
     """A Markdown table, one row per policy."""
     lines = ["| policy | episodes | raw return | normalized score | success rate | steps |",

@@ -21,6 +21,7 @@ second run training into the same folder is refused (FolderBusy) instead of inte
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -98,7 +99,7 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
     from pipeline.evaluate import EvalPool, summarize
     from pipeline.models import STAGE_FILE
     from pipeline.policy import PolicySpec
-    from pipeline.report import SUMMARY_FILE, load_records, results_table, save_records, write_report
+    from pipeline.report import SUMMARY_FILE, load_runs, results_table, save_records, write_report
     from pipeline.select import SELECTION_FILE, apply_selection, describe, select_settings
     from pipeline.tokenize import action_budget_warning
     from pipeline.train import FINAL_CHECKPOINT, run_stage
@@ -173,12 +174,16 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
             finished(stage, t)
             print(f"[{stage}] checkpoint {result.checkpoint} (loss {result.metrics.get('loss', float('nan')):.4f})")
 
-    if task.action_tokenizer is None and os.path.exists(markers["bc"]) and ("select" in stages or "eval" in stages):
-        warning = action_budget_warning(data, bc_ckpt, eval_cfg.max_action_tokens)
+    @functools.cache
+    def check_action_budget() -> None:
+        """Once, before the first stage that decodes (a skipped re-run reads no data)."""
+        warning = task.action_tokenizer is None and action_budget_warning(data, bc_ckpt, eval_cfg.max_action_tokens)
         if warning:
             print(f"[eval] warning: {warning}")
+
     with EvalPool(task, eval_cfg) as pool:  # one set of actors for the selection and the held-out evaluation
         if needed("select"):
+            check_action_budget()
             t = time.perf_counter()
             selection = select_settings(pool, bc_ckpt, qsft_ckpt, eval_cfg, progress=progress)
             os.makedirs(os.path.dirname(selection_path), exist_ok=True)
@@ -194,15 +199,12 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
                  "qsft": PolicySpec.from_config(eval_cfg, bc_ckpt, qsft_ckpt)}
         for name, spec in specs.items():
             if needed("eval", f"eval_{name}"):
+                check_action_budget()
                 t = time.perf_counter()
                 records = pool.evaluate(spec, eval_cfg.seed, "eval", progress)
                 finished(f"eval_{name}", t)
                 save_records(folders[name], records, {"policy": spec.name, "eval_config": dataclasses.asdict(eval_cfg)})
-    runs = {}
-    for name, spec in specs.items():
-        folder = folders[name]
-        if os.path.exists(os.path.join(folder, SUMMARY_FILE)):
-            runs[spec.name] = load_records(folder)
+    runs = load_runs(folders.values())
 
     if "report" in stages and runs:
         dataset = read_metadata(data)
