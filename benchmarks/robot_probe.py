@@ -2,13 +2,15 @@
 
     python benchmarks/robot_probe.py --task robot_pick --checkpoint RUN/bc/checkpoint [--episodes 20]
 
-1. Action-token error: the data's behaviour is played on held-out layouts; at every step the checkpoint's greedy
+1. Action-token error: the data's behaviour is played on held-out layouts (`--split validation`: on the training
+   split's validation instances, where settings such as the bin count are chosen); at every step the checkpoint's greedy
    bins, given the episode so far (images, proprio, the behaviour's earlier actions), are compared with the
    behaviour's action. Printed: the share of steps whose 4 bins are all within one bin of the action the behaviour
    took, and of the action it intended before its Gaussian noise (`ScriptedPolicy.intended`), per dimension too;
    and, for scale, the share of the behaviour's own taken actions within one bin of its intended ones (its noise,
-   0.3 of the [-1, 1] range, is ~10 bins). Also the mean absolute bin error per dimension against the intended
-   action, of the model and of the taken actions.
+   0.3 in action units, is 2-10 bins as the bin count goes from 15 to 64). Also the mean absolute bin error per
+   dimension against the intended action, of the model and of the taken actions, and the model's error in action
+   units (1 = 5 cm of gripper motion), which compares checkpoints trained with different bin counts.
 2. Success: the checkpoint played greedily on the same held-out layouts (its own episodes).
 Works for the diagnostic tasks too (`robot_pick_state`: positions in proprio, `envs.robot.diagnostic`).
 """
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--task", required=True, choices=[n for n in envs.TASK_NAMES if n.startswith("robot")])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--split", choices=("eval", "validation"), default="eval",
+                        help="held-out layouts, or the validation instances of the training split (choices are made there)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -66,11 +70,11 @@ def main(argv: list[str] | None = None) -> dict:
     bins = task.action_tokenizer
     policy = LMPolicy(PolicySpec(checkpoint=args.checkpoint), task)
 
-    model, taken, intended = [], [], []
+    model, taken, intended, intended_values = [], [], [], []
     for i in range(args.episodes):
         behaviour = Recording(task.make_behaviour(**task.default_behaviour_params))
         env = gymnasium.make(task.env_id, **task.env_kwargs)
-        played = play(env, behaviour, episode_seed(0, i), reset_options("eval", i, None))
+        played = play(env, behaviour, episode_seed(0, i), reset_options(args.split, i, None))
         env.close()
         segments = [policy.segment(played.observations[0])]
         contexts = []
@@ -82,9 +86,12 @@ def main(argv: list[str] | None = None) -> dict:
                 model += [bins.encode(a) for a in policy.generate(contexts[start:start + 16])]
         taken += [bins.encode(a) for a in played.actions]
         intended += [bins.encode(a) for a in behaviour.intended]
+        intended_values += behaviour.intended
     model, taken, intended = map(np.asarray, (model, taken, intended))
+    model_values = np.array([bins.decode(b) for b in model])
     result = {
-        "task": args.task, "checkpoint": args.checkpoint, "episodes": args.episodes, "steps": len(taken),
+        "task": args.task, "checkpoint": args.checkpoint, "split": args.split, "episodes": args.episodes,
+        "steps": len(taken),
         "model_vs_taken_all": float(within_one_bin(model, taken).all(1).mean()),
         "model_vs_intended_all": float(within_one_bin(model, intended).all(1).mean()),
         "model_vs_intended_per_dim": within_one_bin(model, intended).mean(0).round(3).tolist(),
@@ -92,14 +99,15 @@ def main(argv: list[str] | None = None) -> dict:
         "taken_vs_intended_per_dim": within_one_bin(taken, intended).mean(0).round(3).tolist(),
         "model_bin_error_per_dim": np.abs(model - intended).mean(0).round(2).tolist(),
         "taken_bin_error_per_dim": np.abs(taken - intended).mean(0).round(2).tolist(),
+        "model_action_error_per_dim": np.abs(model_values - np.asarray(intended_values)).mean(0).round(3).tolist(),
     }
     records = []
     for start in range(0, args.episodes, 10):
-        records += play_chunk(task, policy, list(range(start, min(args.episodes, start + 10))), 0)
+        records += play_chunk(task, policy, list(range(start, min(args.episodes, start + 10))), 0, args.split)
     successes = sum(r["success"] for r in records)
     result["greedy_success"] = successes / len(records)
     result["greedy_episodes"] = len(records)
-    print(f"{args.task} {args.checkpoint}: {len(taken)} behaviour steps on {args.episodes} held-out layouts")
+    print(f"{args.task} {args.checkpoint}: {len(taken)} behaviour steps on {args.episodes} {args.split} layouts")
     print(f"  greedy bins within one bin of the behaviour's action, all 4: {result['model_vs_taken_all']:.3f}; "
           f"of its intended (noise-free) action: {result['model_vs_intended_all']:.3f} "
           f"(per dim {result['model_vs_intended_per_dim']})")
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"(per dim {result['taken_vs_intended_per_dim']})")
     print(f"  mean |bin - intended bin| per dim: model {result['model_bin_error_per_dim']}, "
           f"behaviour's taken actions {result['taken_bin_error_per_dim']}")
+    print(f"  mean |decoded action - intended action| per dim (action units; 1 = 5 cm): "
+          f"{result['model_action_error_per_dim']}")
     print(f"  greedy success on the same layouts: {successes}/{len(records)}")
     if args.out:
         with open(args.out, "w") as f:

@@ -57,7 +57,7 @@ def spatial_softmax(features: torch.Tensor, temperature: torch.Tensor | float = 
 class ObservationEncoder(nn.Module):
     """(N, H, W, 3) uint8 images + (N, P) proprioception -> (N, n_embd).
 
-    A small conv stack keeps a 26x26 feature map; spatial-softmax keypoints (where each feature is) and a
+    A small conv stack keeps a 16x16 feature map (a quarter of the image's side); spatial-softmax keypoints (where each feature is) and a
     pooled summary (how strongly it is present) are concatenated with the proprioception, standardised with the
     training data's statistics (config `proprio_mean`, `proprio_std`), and projected.
     """
@@ -71,8 +71,8 @@ class ObservationEncoder(nn.Module):
         self.register_buffer("proprio_std", torch.where(std > 1e-6, std, 1.0))  # a constant dimension stays put
         self.conv = nn.Sequential(
             nn.Conv2d(3, 16, kernel_size=5, stride=2, padding=2), nn.GELU(),
-            nn.Conv2d(16, 32, kernel_size=3), nn.GELU(),
-            nn.Conv2d(32, self.KEYPOINTS, kernel_size=3),
+            nn.Conv2d(16, 32, kernel_size=3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(32, self.KEYPOINTS, kernel_size=3, padding=1),
         )
         self.log_temperature = nn.Parameter(torch.zeros(()))   # spatial softmax's sharpness, learned
         self.project = nn.Linear(3 * self.KEYPOINTS + config.proprio_dim, config.n_embd)

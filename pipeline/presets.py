@@ -48,22 +48,27 @@ _TASK: dict[str, dict[str, dict[str, Any]]] = {
                           "eval": {"num_episodes": 30, "envs_per_actor": 4}}},  # cpu: below, with the maze's settings
 }
 
-# Robot episodes are short sequences (1 + 4 tokens a step, <= 201 tokens) over a 67-token vocabulary, but
-# every step costs a rendered physics step to collect: fewer episodes, more epochs, all 100 eval instances.
-# The support threshold sits well above the label-smoothing floor (1 - y) / (V - 1) ~ 1/66 of Q-SFT's
-# loss: with eps = 0.01 below it, max p_target / pi_beta over the support is > 1 for rare bins and the
-# clipped targets all become 1 (BC again).
+_ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% more samples/s than 2 DDP workers
+
+# Robot episodes are short sequences (1 + 4 tokens a step, <= 201 tokens) over an 18-token vocabulary (15 bins per
+# action dimension: the behaviour's noise, 0.3 of the action range, is then ~2 bins, and greedy bins land nearer its
+# intended action than with 64; benchmarks/LEARNING.md, robot pick), but every step costs a rendered physics step to
+# collect: fewer episodes, more epochs, all 100 eval instances. The support threshold sits above the label-smoothing
+# floor (1 - y) / (|A| - 1) <= 1/14 of Q-SFT's loss: below it, max p_target / pi_beta over the support is > 1 for
+# rare bins and the clipped targets all become 1 (BC again).
+_ROBOT_QSFT = {"support_eps": 0.1, "tau": 0.05}
 _ROBOT: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40, "support_eps": 0.05},
-             "eval": {"num_episodes": 100, "envs_per_actor": 10}},
-    "cpu": {"collect": {"episodes": 1000}, "bc": {"epochs": 20}, "qsft": {"epochs": 20, "support_eps": 0.05},
-            "eval": {"num_episodes": 100, "envs_per_actor": 10}},
-    "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": {"support_eps": 0.05},
-            "eval": {"num_episodes": 100}},
+    "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40, **_ROBOT_QSFT},
+             "eval": {"num_episodes": 100, "envs_per_actor": 10, "support_eps": 0.1}},
+    "cpu": {"collect": {"episodes": 1000}, "train": {**_ONE_WORKER, "log_every": 50},
+            "bc": {"epochs": 40, "max_steps": 1200}, "qsft": {"epochs": 40, "max_steps": 1200, **_ROBOT_QSFT},
+            "eval": {"num_episodes": 100, "num_validation_episodes": 40, "envs_per_actor": 10,
+                     "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), "support_eps": 0.1}},
+    "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": _ROBOT_QSFT,
+            "eval": {"num_episodes": 100, "support_eps": 0.1}},
 }
 _TASK["robot_pick"] = _TASK["robot_place"] = _TASK["robot_pick_state"] = _TASK["robot_place_state"] = _ROBOT
 
-_ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% more samples/s than 2 DDP workers
 
 # Wordle: one token per character (a BPE with no merges: 256 bytes + <|pad|> + <|eot|>), so a guess's letters
 # line up with their feedback letters; rotary positions; the 140-character prompt plus six turns fit in 320.

@@ -139,13 +139,13 @@ def test_pixel_checkpoint_loads_through_the_auto_classes(codec, space, tmp_path)
                                observation_space=space)
     again = load_initial_model(ModelConfig(n_layer=1, n_embd=32, n_head=2), codec.tokenizer, seed=1,
                                observation_space=space)
-    assert isinstance(model, PixelGPT) and model.config.vocab_size == len(codec.tokenizer) == 3 + 64
+    assert isinstance(model, PixelGPT) and model.config.vocab_size == len(codec.tokenizer) == 3 + TASK.action_tokenizer.num_bins
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     save_checkpoint(str(tmp_path), model, codec.tokenizer, {"stage": "bc"})
     loaded = AutoModelForCausalLM.from_pretrained(str(tmp_path))
     assert type(loaded) is PixelGPT and type(load_model(str(tmp_path))) is PixelGPT
     assert load_tokenizer(str(tmp_path)).convert_tokens_to_ids(TASK.action_tokenizer.vocabulary()) == \
-        list(range(codec.first_bin_id, codec.first_bin_id + 64))
+        list(range(codec.first_bin_id, codec.first_bin_id + TASK.action_tokenizer.num_bins))
 
     batch = batch_of([row_of(codec, *episode(3, success=False), terminated=False)], 0)
     full = model.eval()(batch["input_ids"], images=batch["images"], proprio=batch["proprio"]).logits
