@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> dict:
         with open(os.path.join(args.run, "eval", name, "summary.json")) as f:
             result[f"{name}_eval"] = json.load(f)
     print(f"{args.task}: {args.run}, T={chosen['temperature']:g}, beta={chosen['beta']:g}, q={args.q or bc}")
-    for split, rows in (("validation", validation), ("held-out", {k: result[f"{k}_eval"] for k in ("bc", "qsft")})):
-        key = "validation" if split == "validation" else "eval"
+    held_out = {name: result[f"{name}_eval"] for name in ("bc", "qsft")}
+    for key, split, rows in (("validation", "validation", validation), ("eval", "held-out", held_out)):
         control = result[f"control_{key}"]
         cells = [f"{name} {rows[name]['score']:.1f} ± {rows[name]['score_ci']:.1f}" for name in ("bc", "qsft")
                  if name in rows]
-        if args.q:
+        if alone:
             q_alone = result[f"q_alone_{key}"]
             cells.append(f"q alone {q_alone['score']:.1f} ± {q_alone['score_ci']:.1f}")
         print(f"  {split:10s} {', '.join(cells)}, control pi_beta*exp(beta*p_q) "

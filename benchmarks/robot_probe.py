@@ -2,9 +2,9 @@
 
     python benchmarks/robot_probe.py --task robot_pick --checkpoint RUN/bc/checkpoint [--episodes 20]
 
-1. Action-token error: the data's behaviour is played on held-out layouts (`--split validation`: on the training
-   split's validation instances, where settings such as the bin count are chosen); at every step the checkpoint's greedy
-   bins, given the episode so far (images, proprio, the behaviour's earlier actions), are compared with the
+1. Action-token error: the data's behaviour is played on held-out layouts (`--split validation`: on the
+   training split's validation instances, where settings such as the bin count are chosen); at every step the
+   checkpoint's greedy bins, given the episode so far (images, proprio, the behaviour's earlier actions), are compared with the
    behaviour's action. Printed: the share of steps whose 4 bins are all within one bin of the action the behaviour
    took, and of the action it intended before its Gaussian noise (`ScriptedPolicy.intended`), per dimension too;
    and, for scale, the share of the behaviour's own taken actions within one bin of its intended ones (its noise,
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     bins = task.action_tokenizer
     policy = LMPolicy(PolicySpec(checkpoint=args.checkpoint), task)
 
-    model, taken, intended, intended_values = [], [], [], []
+    model, taken, intended = [], [], []
     for i in range(args.episodes):
         behaviour = Recording(task.make_behaviour(**task.default_behaviour_params))
         env = gymnasium.make(task.env_id, **task.env_kwargs)
@@ -85,9 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
             for start in range(0, len(contexts), 16):
                 model += [bins.encode(a) for a in policy.generate(contexts[start:start + 16])]
         taken += [bins.encode(a) for a in played.actions]
-        intended += [bins.encode(a) for a in behaviour.intended]
-        intended_values += behaviour.intended
-    model, taken, intended = map(np.asarray, (model, taken, intended))
+        intended += behaviour.intended   # the actions, before their noise
+    model, taken = map(np.asarray, (model, taken))
+    intended_values = np.asarray(intended)
+    intended = np.array([bins.encode(a) for a in intended_values])
     model_values = np.array([bins.decode(b) for b in model])
     result = {
         "task": args.task, "checkpoint": args.checkpoint, "split": args.split, "episodes": args.episodes,
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         "taken_vs_intended_per_dim": within_one_bin(taken, intended).mean(0).round(3).tolist(),
         "model_bin_error_per_dim": np.abs(model - intended).mean(0).round(2).tolist(),
         "taken_bin_error_per_dim": np.abs(taken - intended).mean(0).round(2).tolist(),
-        "model_action_error_per_dim": np.abs(model_values - np.asarray(intended_values)).mean(0).round(3).tolist(),
+        "model_action_error_per_dim": np.abs(model_values - intended_values).mean(0).round(3).tolist(),
     }
     records = []
     for start in range(0, args.episodes, 10):

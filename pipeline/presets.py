@@ -56,16 +56,17 @@ _ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% mor
 # collect: fewer episodes, more epochs, all 100 eval instances. The support threshold sits above the label-smoothing
 # floor (1 - y) / (|A| - 1) <= 1/14 of Q-SFT's loss: below it, max p_target / pi_beta over the support is > 1 for
 # rare bins and the clipped targets all become 1 (BC again).
-_ROBOT_QSFT = {"support_eps": 0.1, "tau": 0.05}
+_ROBOT_SUPPORT = {"support_eps": 0.1}   # Q-SFT's Bellman max and the extraction read the same support
+_ROBOT_QSFT = {**_ROBOT_SUPPORT, "tau": 0.05}
 _ROBOT: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40, **_ROBOT_QSFT},
-             "eval": {"num_episodes": 100, "envs_per_actor": 10, "support_eps": 0.1}},
+             "eval": {"num_episodes": 100, "envs_per_actor": 10, **_ROBOT_SUPPORT}},
     "cpu": {"collect": {"episodes": 1000}, "train": {**_ONE_WORKER, "log_every": 50},
             "bc": {"epochs": 40, "max_steps": 1200}, "qsft": {"epochs": 40, "max_steps": 1200, **_ROBOT_QSFT},
             "eval": {"num_episodes": 100, "num_validation_episodes": 40, "envs_per_actor": 10,
-                     "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), "support_eps": 0.1}},
+                     "temperatures": (0.0, 1.0), "betas": (4.0, 16.0), **_ROBOT_SUPPORT}},
     "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": _ROBOT_QSFT,
-            "eval": {"num_episodes": 100, "support_eps": 0.1}},
+            "eval": {"num_episodes": 100, **_ROBOT_SUPPORT}},
 }
 _TASK["robot_pick"] = _TASK["robot_place"] = _TASK["robot_pick_state"] = _TASK["robot_place_state"] = _ROBOT
 

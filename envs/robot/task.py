@@ -13,7 +13,7 @@ from envs.robot.goals import Goal
 from envs.robot.policy import ScriptedPolicy
 
 VERSION = "1"
-ACTION_BINS = 15   # per dimension (odd, so that 0 is a bin centre): 2/15 of the action range, 6.7 mm of gripper motion per step
+ACTION_BINS = 15   # per dimension, odd so that 0 is a bin centre: 2/15 of the range, 6.7 mm of gripper motion a step
 
 
 def unit_rewards(raw_step_rewards: Sequence[float], terminated: bool) -> list[float]:
