@@ -21,7 +21,9 @@ Q-SFT's step (`step_loss`, stage "qsft"), per agent token i:
 
 with pi_beta the frozen BC model, p_target a Polyak copy of p_theta (`update_target`), and A the action
 vocabulary. With `backup = "action"` the max at a turn's last token runs over the next state's admissible
-actions instead (`action_values`, `pipeline.candidates`).
+actions instead (`action_values`, `pipeline.candidates`). With `smoothing_correction` the ratio is read without
+the (1 - y) / (|A| - 1) mass the loss spreads on every action (`smoothing_corrected`), which inflates it when A is a
+few action bins.
 """
 
 from __future__ import annotations
@@ -120,6 +122,12 @@ class BellmanTargets(NamedTuple):
     clipped: torch.Tensor       # (N,) bool, the unclipped target lay outside [0, 1]
 
 
+class SmoothingMass(NamedTuple):
+    """What `bellman_targets` needs to take the smoothing mass out of p_target / pi_beta (`smoothing_corrected`)."""
+    action_mass: torch.Tensor   # (N,) p_target's total probability on the action vocabulary A at s'_i
+    vocab_size: int             # |A|
+
+
 @torch.no_grad()
 def bellman_targets(
     next_target_logp: torch.Tensor,
@@ -127,6 +135,7 @@ def bellman_targets(
     reward: torch.Tensor,
     discount: torch.Tensor,
     support_eps: float,
+    smoothing: SmoothingMass | None = None,
 ) -> BellmanTargets:
     """Q-SFT's Bellman probability target (stop-gradient), in log space:
 
@@ -135,15 +144,46 @@ def bellman_targets(
     with pi_beta evaluated at the NEXT state s'_i (not at s_i, as the authors' research code does).
     next_target_logp, next_pi_beta_logp: (N, K) log-probabilities of the same K candidate tokens a': the
     whole vocabulary, or pi_beta's top-k at s'_i, which loses nothing when k >= 1/eps (at most 1/eps
-    tokens can have a probability above eps).
+    tokens can have a probability above eps). With `smoothing`, the ratio is replaced by its
+    label-smoothing-corrected form (`smoothing_corrected`).
     """
     in_support = next_pi_beta_logp > math.log(support_eps)
-    log_ratio = torch.where(in_support, next_target_logp.float() - next_pi_beta_logp.float(),
-                            torch.full_like(next_target_logp, -torch.inf, dtype=torch.float32))
-    next_value = log_ratio.max(dim=-1).values.exp()  # exp(-inf) = 0 when the support is empty
+    if smoothing is None:
+        log_ratio = torch.where(in_support, next_target_logp.float() - next_pi_beta_logp.float(),
+                                torch.full_like(next_target_logp, -torch.inf, dtype=torch.float32))
+        next_value = log_ratio.max(dim=-1).values.exp()  # exp(-inf) = 0 when the support is empty
+    else:
+        values = smoothing_corrected(next_target_logp.float().exp(), next_pi_beta_logp.float().exp(), in_support,
+                                     smoothing)
+        next_value = values.masked_fill(~in_support, -torch.inf).max(dim=-1).values.clamp_min(0.0)
     unclipped = reward + discount * next_value
     y = unclipped.clamp(0.0, 1.0)
     return BellmanTargets(y, in_support.sum(dim=-1), unclipped != y)
+
+
+def smoothing_corrected(p_target: torch.Tensor, pi_beta: torch.Tensor, in_support: torch.Tensor,
+                        smoothing: SmoothingMass) -> torch.Tensor:
+    """Q(s, a) read from p_target without the label-smoothing mass that `qsft_token_losses` puts on every action.
+
+    With data actions a_i ~ pi_beta(.|s) and targets y = Q(s, a_i), the loss's minimiser over A (K = |A| - 1) is
+
+        p(a|s) = pi_beta(a|s) Q(s,a) + [ (1 - V(s)) - pi_beta(a|s) (1 - Q(s,a)) ] / K,   V(s) = sum_a pi_beta Q,
+
+    so p / pi_beta = Q + (1 - V - pi_beta) / (K pi_beta) + Q / K: the ratio overstates Q by up to
+    (1 - V) / (K eps) on the support, 0.36 for |A| = 15 bins, eps = 0.1, V = 0.5 (for a text vocabulary, K ~ 10^3,
+    a few thousandths). Inverted:
+
+        Q(s,a) = [ K p(a|s) - (1 - V(s)) + pi_beta(a|s) ] / [ (K + 1) pi_beta(a|s) ]
+
+    1 - V(s) is read off the actions outside the support O, where pi_beta ~ 0 leaves p(a|s) ~ (1 - V(s)) / K:
+    1 - V ~ K p(O) / |O|, off by at most K pi_beta(O) / |O|. p_target, pi_beta: (N, C) probabilities of C
+    candidate tokens holding the support (`in_support`); returns (N, C), meaningful on the support.
+    """
+    k = smoothing.vocab_size - 1
+    outside = (smoothing.vocab_size - in_support.sum(dim=-1)).clamp_min(1)
+    outside_mass = (smoothing.action_mass - (p_target * in_support).sum(dim=-1)).clamp_min(0.0)
+    one_minus_v = (k * outside_mass / outside).clamp(0.0, 1.0)
+    return (k * p_target - one_minus_v[:, None] + pi_beta) / ((k + 1) * pi_beta.clamp_min(1e-12))
 
 
 def action_support(pi_beta_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
@@ -222,13 +262,14 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
     if cfg.stage == "spo":
         return _spo_loss(cfg, batch, tr, logits, pi_beta)
     if cfg.backup == "action":
-        y = _action_backup_targets(cfg, batch, tr, target, pi_beta)
+        y = _action_backup_targets(cfg, batch, tr, target, pi_beta, action_vocab)
     else:
         with torch.no_grad():
             next_target = target(ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1)
+            smoothing = smoothing_mass(cfg, next_target, action_vocab)
             next_target, next_pi_beta = _with_pi_beta(batch, next_target, lambda: pi_beta(
                 ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1))
-        y = bellman_targets(next_target, next_pi_beta, tr.reward, tr.discount, cfg.support_eps)
+        y = bellman_targets(next_target, next_pi_beta, tr.reward, tr.discount, cfg.support_eps, smoothing)
     token_losses = qsft_token_losses(logits, tr.action, y.target, action_vocab)
     return token_losses.mean(), {
         "tokens": tr.action.numel(),
@@ -237,6 +278,16 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
         "support_size": y.support_size.float().mean().item(),
         "p_action_mean": logits.float().softmax(-1).gather(-1, tr.action[:, None]).mean().item(),
     }
+
+
+def smoothing_mass(cfg: TrainConfig, next_target_logp: torch.Tensor, action_vocab: torch.Tensor | None
+                   ) -> SmoothingMass | None:
+    """p_target's mass on the action vocabulary at every next state, when `cfg.smoothing_correction` asks for the
+    corrected ratio (`smoothing_corrected`); next_target_logp: (N, V) over the whole output vocabulary."""
+    if not cfg.smoothing_correction:
+        return None
+    in_vocab = next_target_logp if action_vocab is None else next_target_logp.index_select(-1, action_vocab)
+    return SmoothingMass(in_vocab.exp().sum(dim=-1), in_vocab.shape[-1])
 
 
 def _with_pi_beta(batch: dict[str, torch.Tensor], next_target: torch.Tensor, pi_beta_log_probs
@@ -250,21 +301,24 @@ def _with_pi_beta(batch: dict[str, torch.Tensor], next_target: torch.Tensor, pi_
 
 @torch.no_grad()
 def _action_backup_targets(cfg: TrainConfig, batch: dict[str, torch.Tensor], tr: Transitions,
-                           target: torch.nn.Module, pi_beta: torch.nn.Module | None) -> BellmanTargets:
+                           target: torch.nn.Module, pi_beta: torch.nn.Module | None,
+                           action_vocab: torch.Tensor | None) -> BellmanTargets:
     """Q-SFT's targets with the action-level next-state value (pipeline.candidates) at every turn's last token
     that bootstraps from a state with candidates (the batch's `candidate_*` columns); the tokens inside an
     utterance, and turn ends before a state with none, keep the token-level targets. One forward per model reads
     both: the batch's rows with each state's candidates branched after it. pi_beta's part comes from the batch
-    where the support pass stored it (`pi_beta_candidates`), else from a forward."""
+    where the support pass stored it (`pi_beta_candidates`), else from a forward. `smoothing_correction` applies to
+    the token-level targets: at a candidate's last token pi_beta ~ 1, where the smoothing mass is negligible."""
     _, ranked, sizes, _, branches = state_branches(batch, tr, torch.bfloat16 if cfg.bf16 else torch.float32)
     next_target, target_last, _ = candidate_log_probs(target, branches, tr.row, tr.next_state_pos)
+    smoothing = smoothing_mass(cfg, next_target, action_vocab)
     if "pi_beta_candidates" in batch:
         pi_beta_last, pi_beta_action = batch["pi_beta_candidates"].unbind(-1)
         next_target, next_pi_beta = _with_pi_beta(batch, next_target, None)
     else:
         next_pi_beta, pi_beta_last, pi_beta_action = candidate_log_probs(
             pi_beta, branches, tr.row, tr.next_state_pos)
-    y = bellman_targets(next_target, next_pi_beta, tr.reward, tr.discount, cfg.support_eps)
+    y = bellman_targets(next_target, next_pi_beta, tr.reward, tr.discount, cfg.support_eps, smoothing)
     if not sizes:
         return y
     value = action_values(by_state(target_last, sizes, 0.0), by_state(pi_beta_last, sizes, 0.0),

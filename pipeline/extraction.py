@@ -7,7 +7,9 @@ both over pi_beta's support {a : pi_beta(a|s) > eps}, the set the Bellman target
 (pipeline.algorithm.bellman_targets). p_theta's token probabilities are the learned conservative Q-values:
 at Q-SFT's fixed point p_theta(a|s) ≈ pi_beta(a|s) Q(s,a) plus the label-smoothing mass
 (1 - y)/(V - 1) of the other actions, so p_theta / pi_beta ≈ Q(s,a) on the support, where that mass is
-negligible next to pi_beta; off the support it would dominate the ratio, hence the restriction.
+negligible next to pi_beta (for a large vocabulary; with a few action tokens it is not, and Q-SFT's Bellman
+targets can take it out: `pipeline.algorithm.smoothing_corrected`); off the support it would dominate the ratio,
+hence the restriction.
 beta trades improvement against staying close to pi_beta, the BC model (beta = 0 is BC).
 
 ILQL's extraction (Snell et al. 2022) reads its Q and V heads instead:

@@ -191,6 +191,23 @@ def test_support_threshold_must_clear_the_label_smoothing_floor():
     assert high.target.item() == 0.0 and high.support_size.item() == 0
 
 
+def test_smoothing_correction_recovers_q_from_the_loss_minimiser():
+    """Hand-computed, |A| = 4 (K = 3): pi_beta = (.6, .4, 0, 0), Q = (.8, .4, q, q), so V = .64. The loss's
+    minimiser is p = pi_beta Q + (1 - V - pi_beta (1 - Q)) / K = (.56, .20, .12, .12): the plain ratios .933 and .5
+    overstate Q, and the max (.933) is not Q's best value (.8). Corrected: 1 - V = K p(O) / |O| = 3 * .24 / 2 = .36,
+    Q(a0) = (3 * .56 - .36 + .6) / (4 * .6) = .8, Q(a1) = (3 * .2 - .36 + .4) / (4 * .4) = .4."""
+    from pipeline.algorithm import SmoothingMass, smoothing_corrected
+
+    p_target = torch.tensor([[0.56, 0.20, 0.12, 0.12]])
+    pi_beta = torch.tensor([[0.6, 0.4, 0.0, 0.0]])
+    in_support = pi_beta > 0.1
+    smoothing = SmoothingMass(torch.ones(1), 4)
+    assert smoothing_corrected(p_target, pi_beta, in_support, smoothing)[0, :2].tolist() == pytest.approx([0.8, 0.4])
+    args = (p_target.log(), pi_beta.log(), torch.zeros(1), torch.ones(1), 0.1)
+    assert bellman_targets(*args).target.item() == pytest.approx(0.56 / 0.6)
+    assert bellman_targets(*args, smoothing).target.item() == pytest.approx(0.8)
+
+
 def test_extraction_keeps_only_the_behaviour_support():
     """Hand-computed: pi_beta = (0.6, 0.395, 0.005), p_theta = (0.2, 0.3, 0.5), beta = 2, eps = 0.01. The third
     token is outside the support, so it gets 0 even though its ratio 0.5 / 0.005 = 100 would dominate."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.algorithm import bellman_targets, qsft_token_losses
+from pipeline.algorithm import SmoothingMass, bellman_targets, qsft_token_losses, smoothing_corrected
 from pipeline.extraction import extracted_log_probs
 
 GAMMA = 0.9
@@ -41,7 +41,7 @@ def optimal_q(P, R):
     return Q
 
 
-def fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=300, support_eps=1e-9):
+def fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=300, support_eps=1e-9, smoothing_correction=False):
     n, actions = R.shape
     logits = torch.zeros(n, actions, requires_grad=True)
     log_beta = torch.log(torch.tensor(behaviour, dtype=torch.float32))
@@ -56,8 +56,9 @@ def fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=300, support_eps=1
     reward = torch.tensor(R, dtype=torch.float32)[rows_s, rows_a]
     for _ in range(iterations):
         frozen = logits.detach().clone()
+        smoothing = SmoothingMass(torch.ones(len(rows_next)), actions) if smoothing_correction else None
         y = bellman_targets(torch.log_softmax(frozen[rows_next], -1), log_beta[rows_next], reward, discount,
-                            support_eps).target
+                            support_eps, smoothing).target
         opt = torch.optim.Adam([logits], lr=0.1)
         for _ in range(inner_steps):
             loss = (weight * qsft_token_losses(logits[rows_s], rows_a, y)).sum()
@@ -95,3 +96,33 @@ def test_extraction_picks_the_rare_better_action_where_bc_follows_the_common_mis
     assert behaviour[0].argmax() == 0                 # BC (greedy) follows the common mistake
     assert policy[0].argmax().item() == 1             # the extracted policy takes the optimal action
     assert policy[0, 1] > 0.9
+
+
+def support_optimal_q(P, R, behaviour):
+    """Q of the best policy that plays only actions the behaviour plays (pi_beta > 0)."""
+    Q = np.zeros_like(R)
+    for _ in range(10):
+        Q = R + GAMMA * P @ np.where(behaviour > 0, Q, -np.inf).max(axis=1)
+    return Q
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_smoothing_corrected_fixed_point_is_the_support_optimal_q(seed):
+    """With 6 actions of which the behaviour plays 3 (the others have pi_beta = 0, as far bins of a robot's
+    action dimension nearly do), the corrected ratio read from the fitted table is Q of the best in-support
+    policy at every (s, a) the behaviour plays, while the plain ratio p / pi_beta overstates it."""
+    rng = np.random.default_rng(seed)
+    P, R, _ = layered_mdp(rng, actions=6)
+    behaviour = np.zeros((P.shape[0], 6))
+    for s in range(P.shape[0]):
+        played = rng.choice(6, size=3, replace=False)
+        behaviour[s, played] = rng.dirichlet(np.ones(3))
+    Q = support_optimal_q(P, R, behaviour)
+    p = torch.tensor(fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=400, support_eps=1e-6,
+                                    smoothing_correction=True))
+    pi_beta = torch.tensor(behaviour, dtype=torch.float32)
+    played = pi_beta > 0
+    corrected = smoothing_corrected(p, pi_beta, played, SmoothingMass(torch.ones(len(p)), 6)).numpy()
+    assert np.abs(corrected - Q)[played.numpy()].max() < 2e-2
+    plain = (p / pi_beta.clamp_min(1e-12)).numpy()
+    assert np.mean((plain - Q)[played.numpy()]) > 0.05
