@@ -171,7 +171,7 @@ def smoothing_corrected(p_target: torch.Tensor, pi_beta: torch.Tensor, in_suppor
 
     so p / pi_beta = Q + (1 - V - pi_beta) / (K pi_beta) + Q / K: the ratio overstates Q by up to
     (1 - V) / (K eps) on the support, 0.36 for |A| = 15 bins, eps = 0.1, V = 0.5 (for a text vocabulary, K ~ 10^3,
-    a few thousandths). Inverted:
+    0.005). Inverted:
 
         Q(s,a) = [ K p(a|s) - (1 - V(s)) + pi_beta(a|s) ] / [ (K + 1) pi_beta(a|s) ]
 

@@ -1,4 +1,5 @@
-"""The Q-SFT step with pi_beta's precomputed top-k support equals the step with a pi_beta forward."""
+"""The Q-SFT step with pi_beta's precomputed top-k support equals the step with a pi_beta forward, with and without
+the smoothing correction (whose action mass is read from the whole vocabulary, before the top-k gather)."""
 
 import copy
 import math
@@ -15,7 +16,8 @@ from pipeline.support import PiBetaSupport
 from pipeline.tokenize import TurnCodec, encode_episode
 
 
-def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
+@pytest.mark.parametrize("smoothing_correction", [False, True])
+def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path, smoothing_correction):
     texts = ["Guess the word.\n", "crane", "crane: _ Y _ _ G\n", "slate", "slate: G G G G G\n", "abbey"] * 30
     mcfg = ModelConfig(n_layer=1, n_embd=32, n_head=2, max_length=64, vocab_size=300)
     tokenizer = build_tokenizer(mcfg, texts)
@@ -30,7 +32,7 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path):
     online, precomputed = pad_rows({k: v for k, v in batch.items() if not k.startswith(("pi_beta", "support"))},
                                    tokenizer.pad_token_id), pad_rows(batch, tokenizer.pad_token_id)
     assert "pi_beta_logp" in precomputed and "pi_beta_logp" not in online
-    cfg = TrainConfig(stage="qsft", model=mcfg, support_eps=0.01)
+    cfg = TrainConfig(stage="qsft", model=mcfg, support_eps=0.01, smoothing_correction=smoothing_correction)
     # every next state has a non-empty support, and the top-k is a strict subset of the vocabulary
     assert bool((precomputed["pi_beta_logp"] > math.log(cfg.support_eps)).any(-1).all())
     assert precomputed["pi_beta_ids"].shape[-1] == 100 < behaviour_model.get_output_embeddings().out_features
