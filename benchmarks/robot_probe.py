@@ -4,9 +4,10 @@
 
 1. Action-token error: the data's behaviour is played on held-out layouts (`--split validation`: on the
    training split's validation instances, where settings such as the bin count are chosen); at every step the
-   checkpoint's greedy bins, given the episode so far (images, proprio, the behaviour's earlier actions), are compared with the
-   behaviour's action. Printed: the share of steps whose 4 bins are all within one bin of the action the behaviour
-   took, and of the action it intended before its Gaussian noise (`ScriptedPolicy.intended`), per dimension too;
+   checkpoint's greedy bins, given the episode so far (images, proprio, the behaviour's earlier actions), are
+   compared with the behaviour's action. Printed: the share of steps whose 4 bins are all within one bin of the
+   action the behaviour took, and of the action it intended before its Gaussian noise (`ScriptedPolicy.intended`),
+   per dimension too;
    and, for scale, the share of the behaviour's own taken actions within one bin of its intended ones (its noise,
    0.3 in action units, is 2-10 bins as the bin count goes from 15 to 64). Also the mean absolute bin error per
    dimension against the intended action, of the model and of the taken actions, and the model's error in action

@@ -58,8 +58,8 @@ class ObservationEncoder(nn.Module):
     """(N, H, W, 3) uint8 images + (N, P) proprioception -> (N, n_embd).
 
     A small conv stack keeps a 16x16 feature map (a quarter of the image's side); spatial-softmax keypoints (where
-    each feature is) and a pooled summary (how strongly it is present) are concatenated with the proprioception, standardised with the
-    training data's statistics (config `proprio_mean`, `proprio_std`), and projected.
+    each feature is) and a pooled summary (how strongly it is present) are concatenated with the proprioception,
+    standardised with the training data's statistics (config `proprio_mean`, `proprio_std`), and projected.
     """
 
     KEYPOINTS = 32

@@ -34,10 +34,12 @@ def layered_mdp(rng, widths=(1, 3, 3), actions=4):
     return P, R, behaviour
 
 
-def optimal_q(P, R):
+def optimal_q(P, R, playable=None):
+    """Q* by value iteration; with `playable` (a bool mask of actions per state), Q of the best policy that plays
+    only those actions."""
     Q = np.zeros_like(R)
     for _ in range(10):
-        Q = R + GAMMA * P @ Q.max(axis=1)
+        Q = R + GAMMA * P @ (Q if playable is None else np.where(playable, Q, -np.inf)).max(axis=1)
     return Q
 
 
@@ -98,14 +100,6 @@ def test_extraction_picks_the_rare_better_action_where_bc_follows_the_common_mis
     assert policy[0, 1] > 0.9
 
 
-def support_optimal_q(P, R, behaviour):
-    """Q of the best policy that plays only actions the behaviour plays (pi_beta > 0)."""
-    Q = np.zeros_like(R)
-    for _ in range(10):
-        Q = R + GAMMA * P @ np.where(behaviour > 0, Q, -np.inf).max(axis=1)
-    return Q
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_smoothing_corrected_fixed_point_is_the_support_optimal_q(seed):
     """With 6 actions of which the behaviour plays 3 (the others have pi_beta = 0, as far bins of a robot's
@@ -117,7 +111,7 @@ def test_smoothing_corrected_fixed_point_is_the_support_optimal_q(seed):
     for s in range(P.shape[0]):
         played = rng.choice(6, size=3, replace=False)
         behaviour[s, played] = rng.dirichlet(np.ones(3))
-    Q = support_optimal_q(P, R, behaviour)
+    Q = optimal_q(P, R, playable=behaviour > 0)   # the best in-support policy's Q
     p = torch.tensor(fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=400, support_eps=1e-6,
                                     smoothing_correction=True))
     pi_beta = torch.tensor(behaviour, dtype=torch.float32)
