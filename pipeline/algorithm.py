@@ -24,6 +24,8 @@ vocabulary. With `backup = "action"` the max at a turn's last token runs over th
 actions instead (`action_values`, `pipeline.candidates`). With `smoothing_correction` the ratio is read without
 the (1 - y) / (|A| - 1) mass the loss spreads on every action (`smoothing_corrected`), which inflates it when A is a
 few action bins.
+With `mc_lower_bound` each y_i is raised to the data's own discounted return from token i (`returns_to_go`,
+`with_lower_bound`).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class BellmanTargets(NamedTuple):
     target: torch.Tensor        # (N,) y_i in [0, 1]
     support_size: torch.Tensor  # (N,) |{a' : pi_beta(a'|s'_i) > eps}|
     clipped: torch.Tensor       # (N,) bool, the unclipped target lay outside [0, 1]
+    raised: torch.Tensor | None = None  # (N,) bool, the Monte Carlo lower bound replaced the target (`with_lower_bound`)
 
 
 class SmoothingMass(NamedTuple):
@@ -184,6 +187,36 @@ def smoothing_corrected(p_target: torch.Tensor, pi_beta: torch.Tensor, in_suppor
     outside_mass = (smoothing.action_mass - (p_target * in_support).sum(dim=-1)).clamp_min(0.0)
     one_minus_v = (k * outside_mass / outside).clamp(0.0, 1.0)
     return (k * p_target - one_minus_v[:, None] + pi_beta) / ((k + 1) * pi_beta.clamp_min(1e-12))
+
+
+def returns_to_go(tr: Transitions) -> torch.Tensor:
+    """The data's own discounted return from each agent token to the end of its row, (N,):
+
+        G_i = r_i + gamma_i (1 - done_i) G_{i+1},   G after a row's last transition = 0
+
+    with the transitions' own discounts (`transitions`: gamma at turn ends, 1 inside an utterance). Unit rewards are
+    non-negative, so a row cut before its episode's end only loses reward: G_i stays a lower bound of the return.
+    """
+    rewards, discounts, rows = tr.reward.tolist(), tr.discount.tolist(), tr.row.tolist()
+    out, following = [0.0] * len(rows), 0.0
+    for i in reversed(range(len(rows))):
+        if i + 1 == len(rows) or rows[i + 1] != rows[i]:
+            following = 0.0
+        following = rewards[i] + discounts[i] * following
+        out[i] = following
+    return torch.tensor(out, dtype=torch.float32, device=tr.reward.device)
+
+
+def with_lower_bound(y: BellmanTargets, lower: torch.Tensor) -> BellmanTargets:
+    """Q-Transformer's Monte Carlo lower bound (Chebotar et al. 2023) on Q-SFT's targets: y_i <- max(y_i, G_i).
+
+    In a deterministic environment, replaying the data's actions from s_i earns G_i again, so
+    G_i <= Q*(s_i, a_i) for the best policy on pi_beta's support, and the bound leaves the fixed point where it is;
+    what it changes is the speed: a sparse final reward reaches the first token of a long episode at once, not
+    after one target-network backup per token. In a stochastic one G_i is a sample of Q^beta(s_i, a_i) <= Q*.
+    """
+    lower = lower.clamp(0.0, 1.0)
+    return y._replace(target=torch.maximum(y.target, lower), raised=lower > y.target)
 
 
 def action_support(pi_beta_action_logp: torch.Tensor, support_eps: float) -> torch.Tensor:
@@ -270,10 +303,13 @@ def step_loss(cfg: TrainConfig, batch: dict[str, torch.Tensor], policy: torch.nn
             next_target, next_pi_beta = _with_pi_beta(batch, next_target, lambda: pi_beta(
                 ids, attn, tr.row, tr.next_state_pos, **obs).float().log_softmax(-1))
         y = bellman_targets(next_target, next_pi_beta, tr.reward, tr.discount, cfg.support_eps, smoothing)
+    if cfg.mc_lower_bound:
+        y = with_lower_bound(y, returns_to_go(tr))
     token_losses = qsft_token_losses(logits, tr.action, y.target, action_vocab)
     return token_losses.mean(), {
         "tokens": tr.action.numel(),
         "target_mean": y.target.mean().item(),
+        **({"target_raised_frac": y.raised.float().mean().item()} if y.raised is not None else {}),
         "target_clipped_frac": y.clipped.float().mean().item(),
         "support_size": y.support_size.float().mean().item(),
         "p_action_mean": logits.float().softmax(-1).gather(-1, tr.action[:, None]).mean().item(),

@@ -66,6 +66,9 @@ class TrainConfig:
     support_eps: float = 0.01       # a' is in the support when pi_beta(a'|s') > support_eps
     smoothing_correction: bool = False  # read Q = p_target / pi_beta without the loss's label-smoothing mass
     #                                 (algorithm.smoothing_corrected): it matters where the action vocabulary is small
+    mc_lower_bound: bool = False    # raise each target to the data's own discounted return from that token
+    #                                 (algorithm.returns_to_go, Q-Transformer's Monte Carlo bound): sparse rewards reach
+    #                                 early tokens at once instead of one target-network backup at a time
     pi_beta_support: Literal["precomputed", "online"] = "precomputed"  # pi_beta's top-k stored by one
     #                                 batch-inference pass over the data, or a pi_beta forward every step
     backup: Literal["token", "action"] = "token"  # the next-state value: max of first-token ratios, or of

@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from pipeline.algorithm import bc_token_losses, bellman_targets, qsft_token_losses, transitions
+from pipeline.algorithm import (
+    BellmanTargets,
+    bc_token_losses,
+    bellman_targets,
+    qsft_token_losses,
+    returns_to_go,
+    transitions,
+    with_lower_bound,
+)
 from pipeline.extraction import extracted_log_probs
 from pipeline.tokenize import encode_episode
 
@@ -36,6 +44,21 @@ def test_transitions_index_states_next_states_rewards_and_discounts():
     assert tr.reward.tolist() == pytest.approx([0, 0.1, 0, 0.5, 0, 0.2, 0, 0.6])
     # Per-utterance discount: gamma only across turn boundaries; the terminated row's last action has none.
     assert tr.discount.tolist() == pytest.approx([1, GAMMA, 1, GAMMA, 1, GAMMA, 1, 0])
+
+
+def test_returns_to_go_discount_across_turns_and_stop_at_each_row_end():
+    tr = transitions(IDS, MASK, TURN_END, REWARDS, LENGTHS, TERMINATED, GAMMA)
+    # row 0 (truncated; nothing after its last kept token): G = .5 on turn 2, .1 + .9 * .5 = .55 on turn 1;
+    # row 1 (terminated): .6, then .2 + .9 * .6 = .74. Tokens inside a turn share their turn's return.
+    assert returns_to_go(tr).tolist() == pytest.approx([0.55, 0.55, 0.5, 0.5, 0.74, 0.74, 0.6, 0.6])
+
+
+def test_monte_carlo_lower_bound_only_raises_targets():
+    y = BellmanTargets(torch.tensor([0.3, 0.9, 0.4]), torch.tensor([2, 2, 2]), torch.tensor([False, False, True]))
+    bounded = with_lower_bound(y, torch.tensor([0.5, 0.2, 1.3]))
+    assert bounded.target.tolist() == pytest.approx([0.5, 0.9, 1.0])   # a return above 1 is clipped like y
+    assert bounded.raised.tolist() == [True, False, True]
+    assert torch.equal(bounded.clipped, y.clipped) and torch.equal(bounded.support_size, y.support_size)
 
 
 def test_per_token_discount_applies_gamma_at_every_agent_token():

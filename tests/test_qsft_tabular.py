@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.algorithm import SmoothingMass, bellman_targets, qsft_token_losses, smoothing_corrected
+from pipeline.algorithm import (
+    SmoothingMass,
+    bellman_targets,
+    qsft_token_losses,
+    smoothing_corrected,
+    with_lower_bound,
+)
 from pipeline.extraction import extracted_log_probs
 
 GAMMA = 0.9
@@ -34,16 +40,19 @@ def layered_mdp(rng, widths=(1, 3, 3), actions=4):
     return P, R, behaviour
 
 
-def optimal_q(P, R, playable=None):
+def q_table(P, R, playable=None, policy=None):
     """Q* by value iteration; with `playable` (a bool mask of actions per state), Q of the best policy that plays
-    only those actions."""
+    only those actions; with `policy` (probabilities per state), Q of that policy."""
     Q = np.zeros_like(R)
     for _ in range(10):
-        Q = R + GAMMA * P @ (Q if playable is None else np.where(playable, Q, -np.inf)).max(axis=1)
+        next_value = ((policy * Q).sum(axis=1) if policy is not None
+                      else (Q if playable is None else np.where(playable, Q, -np.inf)).max(axis=1))
+        Q = R + GAMMA * P @ next_value
     return Q
 
 
-def fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=300, support_eps=1e-9, smoothing_correction=False):
+def fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=300, support_eps=1e-9, smoothing_correction=False,
+                   lower_bound=None):
     n, actions = R.shape
     logits = torch.zeros(n, actions, requires_grad=True)
     log_beta = torch.log(torch.tensor(behaviour, dtype=torch.float32))
@@ -60,7 +69,10 @@ def fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=300, support_eps=1
         frozen = logits.detach().clone()
         smoothing = SmoothingMass(torch.ones(len(rows_next)), actions) if smoothing_correction else None
         y = bellman_targets(torch.log_softmax(frozen[rows_next], -1), log_beta[rows_next], reward, discount,
-                            support_eps, smoothing).target
+                            support_eps, smoothing)
+        if lower_bound is not None:
+            y = with_lower_bound(y, torch.tensor(lower_bound, dtype=torch.float32)[rows_s, rows_a])
+        y = y.target
         opt = torch.optim.Adam([logits], lr=0.1)
         for _ in range(inner_steps):
             loss = (weight * qsft_token_losses(logits[rows_s], rows_a, y)).sum()
@@ -73,7 +85,7 @@ def fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=300, support_eps=1
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fixed_point_satisfies_the_lower_bound(seed):
     P, R, behaviour = layered_mdp(np.random.default_rng(seed))
-    Q = optimal_q(P, R)
+    Q = q_table(P, R)
     p = fit_qsft_table(P, R, behaviour)
     assert np.all(p >= behaviour * Q - 2e-3), np.max(behaviour * Q - p)
     # and it is informative: not the trivial bound p = pi_beta * Q everywhere
@@ -90,7 +102,7 @@ def test_extraction_picks_the_rare_better_action_where_bc_follows_the_common_mis
     R[1] = [0.3, 0.1, 0.0, 0.0]
     R[2] = [0.95, 0.2, 0.0, 0.0]
     behaviour = np.array([[0.7, 0.29, 0.005, 0.005], [0.97, 0.01, 0.01, 0.01], [0.97, 0.01, 0.01, 0.01]])
-    Q = optimal_q(P, R)
+    Q = q_table(P, R)
     assert Q[0].argmax() == 1
     p = fit_qsft_table(P, R, behaviour, iterations=3, inner_steps=400, support_eps=0.02)
     assert np.all(p >= behaviour * Q - 2e-3)
@@ -101,7 +113,7 @@ def test_extraction_picks_the_rare_better_action_where_bc_follows_the_common_mis
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_smoothing_corrected_fixed_point_is_the_support_optimal_q(seed):
+def test_smoothing_corrected_fixed_point_is_the_support_q_table(seed):
     """With 6 actions of which the behaviour plays 3 (the others have pi_beta = 0, as far bins of a robot's
     action dimension nearly do), the corrected ratio read from the fitted table is Q of the best in-support
     policy at every (s, a) the behaviour plays, while the plain ratio p / pi_beta overstates it."""
@@ -111,7 +123,7 @@ def test_smoothing_corrected_fixed_point_is_the_support_optimal_q(seed):
     for s in range(P.shape[0]):
         played = rng.choice(6, size=3, replace=False)
         behaviour[s, played] = rng.dirichlet(np.ones(3))
-    Q = optimal_q(P, R, playable=behaviour > 0)   # the best in-support policy's Q
+    Q = q_table(P, R, playable=behaviour > 0)   # the best in-support policy's Q
     p = torch.tensor(fit_qsft_table(P, R, behaviour, iterations=4, inner_steps=400, support_eps=1e-6,
                                     smoothing_correction=True))
     pi_beta = torch.tensor(behaviour, dtype=torch.float32)
@@ -120,3 +132,30 @@ def test_smoothing_corrected_fixed_point_is_the_support_optimal_q(seed):
     assert np.abs(corrected - Q)[played.numpy()].max() < 2e-2
     plain = (p / pi_beta.clamp_min(1e-12)).numpy()
     assert np.mean((plain - Q)[played.numpy()]) > 0.05
+
+
+def test_monte_carlo_lower_bound_keeps_the_fixed_point_and_reaches_it_sooner():
+    """The expected return of the data from (s, a), Q^beta <= the support-optimal Q, as a lower bound on the targets
+    (the tabular form of `returns_to_go` averaged over the data): after one backup the early layers already hold
+    the behaviour's value instead of the initial table's, and the converged table is the same."""
+    rng = np.random.default_rng(3)
+    P, R, _ = layered_mdp(rng, widths=(1, 3, 3, 3), actions=6)
+    behaviour = np.zeros((P.shape[0], 6))
+    for s in range(P.shape[0]):
+        behaviour[s, rng.choice(6, size=3, replace=False)] = rng.dirichlet(np.ones(3))
+    Q = q_table(P, R, playable=behaviour > 0)
+    returns = q_table(P, R, policy=behaviour)
+    pi_beta = torch.tensor(behaviour, dtype=torch.float32)
+    played = (pi_beta > 0).numpy()
+
+    def error(iterations, lower_bound):
+        p = torch.tensor(fit_qsft_table(P, R, behaviour, iterations=iterations, inner_steps=400, support_eps=1e-6,
+                                        smoothing_correction=True, lower_bound=lower_bound))
+        corrected = smoothing_corrected(p, pi_beta, pi_beta > 0, SmoothingMass(torch.ones(len(p)), 6)).numpy()
+        return np.abs(corrected - Q)[played]
+
+    assert np.all(returns[played] <= Q[played] + 1e-9)
+    early_plain, early_bounded = error(1, None), error(1, returns)
+    assert np.all(early_bounded <= (Q - returns)[played] + 2e-2)   # no further from Q than the data's own value
+    assert early_bounded.mean() < 0.6 * early_plain.mean(), (early_bounded.mean(), early_plain.mean())
+    assert error(5, returns).max() < 2e-2

@@ -1,5 +1,6 @@
 """The Q-SFT step with pi_beta's precomputed top-k support equals the step with a pi_beta forward, with and without
-the smoothing correction (whose action mass is read from the whole vocabulary, before the top-k gather)."""
+the smoothing correction (whose action mass is read from the whole vocabulary, before the top-k gather) and the
+Monte Carlo lower bound."""
 
 import copy
 import math
@@ -16,8 +17,8 @@ from pipeline.support import PiBetaSupport
 from pipeline.tokenize import TurnCodec, encode_episode
 
 
-@pytest.mark.parametrize("smoothing_correction", [False, True])
-def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path, smoothing_correction):
+@pytest.mark.parametrize("options", [{}, {"smoothing_correction": True}, {"mc_lower_bound": True}])
+def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path, options):
     texts = ["Guess the word.\n", "crane", "crane: _ Y _ _ G\n", "slate", "slate: G G G G G\n", "abbey"] * 30
     mcfg = ModelConfig(n_layer=1, n_embd=32, n_head=2, max_length=64, vocab_size=300)
     tokenizer = build_tokenizer(mcfg, texts)
@@ -32,7 +33,7 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path, smoothing
     online, precomputed = pad_rows({k: v for k, v in batch.items() if not k.startswith(("pi_beta", "support"))},
                                    tokenizer.pad_token_id), pad_rows(batch, tokenizer.pad_token_id)
     assert "pi_beta_logp" in precomputed and "pi_beta_logp" not in online
-    cfg = TrainConfig(stage="qsft", model=mcfg, support_eps=0.01, smoothing_correction=smoothing_correction)
+    cfg = TrainConfig(stage="qsft", model=mcfg, support_eps=0.01, **options)
     # every next state has a non-empty support, and the top-k is a strict subset of the vocabulary
     assert bool((precomputed["pi_beta_logp"] > math.log(cfg.support_eps)).any(-1).all())
     assert precomputed["pi_beta_ids"].shape[-1] == 100 < behaviour_model.get_output_embeddings().out_features
@@ -45,3 +46,6 @@ def test_precomputed_support_gives_the_same_targets_and_loss(tmp_path, smoothing
     assert loss_pre.item() == pytest.approx(loss_online.item(), rel=1e-5)
     assert stats_pre["target_mean"] == pytest.approx(stats_online["target_mean"], rel=1e-5)
     assert stats_pre["support_size"] == stats_online["support_size"]
+    if cfg.mc_lower_bound:   # the rows' returns (.8 discounted) lie above the random target network's values
+        _, plain = step_loss(TrainConfig(stage="qsft", model=mcfg, support_eps=0.01), precomputed, policy, target, None)
+        assert stats_pre["target_raised_frac"] > 0.5 and stats_pre["target_mean"] > plain["target_mean"]
