@@ -59,7 +59,7 @@ _ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% mor
 # same mass; Q-SFT reads Q without it (smoothing_correction) and, since a success at the last of ~120 action tokens
 # does not propagate back in 1,200 steps, raises each target to the data's own return (mc_lower_bound): on pick's
 # validation layouts (200 per seed) 59.0 and 62.0 against the plain ratio's 54.5 and 63.0; the correction alone
-# equals BC (benchmarks/LEARNING.md). Greedy decoding won every robot validation so far, so only beta is chosen.
+# equals BC (benchmarks/LEARNING.md). Greedy decoding beat T=1 on validation for every robot BC, so only beta is chosen.
 _ROBOT_SUPPORT = {"support_eps": 0.1}   # Q-SFT's Bellman max and the extraction read the same support
 _ROBOT_QSFT = {**_ROBOT_SUPPORT, "tau": 0.05, "smoothing_correction": True, "mc_lower_bound": True}
 
