@@ -56,33 +56,37 @@ _ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% mor
 # collect: fewer episodes, more epochs, all 100 eval instances. The support threshold sits above the label-smoothing
 # floor (1 - y) / (|A| - 1) <= 1/14 of Q-SFT's loss: below it, max p_target / pi_beta over the support is > 1 for
 # rare bins and the clipped targets all become 1 (BC again). Above it the plain ratio still climbs to ~0.96 from the
-# same mass; Q-SFT reads Q without it (smoothing_correction) and, since a success at the last of ~120 action tokens
-# does not propagate back in 1,200 steps, raises each target to the data's own return (mc_lower_bound): on pick's
-# validation layouts (200 per seed) 59.0 and 62.0 against the plain ratio's 54.5 and 63.0; the correction alone
-# equals BC (benchmarks/LEARNING.md). Greedy decoding beat T=1 on validation for every robot BC, so only beta is chosen.
+# same mass. Pick's Q-SFT reads Q without it (smoothing_correction) and, since a success at the last of ~120 action
+# tokens does not propagate back in 1,200 steps, raises each target to the data's own return (mc_lower_bound); chosen
+# on 200 validation layouts per task and seed (benchmarks/LEARNING.md, session 17): pick 59.0 / 62.0 (seeds 0 / 1)
+# against the plain ratio's 54.5 / 63.0, but place 8.0 against 18.0, so place keeps the plain ratio. The correction
+# alone equals BC. Greedy decoding beat T=1 on validation for every robot BC, so only beta is chosen.
 _ROBOT_SUPPORT = {"support_eps": 0.1}   # Q-SFT's Bellman max and the extraction read the same support
-_ROBOT_QSFT = {**_ROBOT_SUPPORT, "tau": 0.05, "smoothing_correction": True, "mc_lower_bound": True}
+_ROBOT_QSFT = {**_ROBOT_SUPPORT, "tau": 0.05}
+_RETURN_TARGETS = {"smoothing_correction": True, "mc_lower_bound": True}
 
 
-def _robot(cpu_steps: int) -> dict[str, dict[str, dict[str, Any]]]:
-    """A robot task's presets; `cpu` trains BC and Q-SFT for `cpu_steps` steps each on one worker."""
+def _robot(cpu_steps: int, targets: dict[str, bool]) -> dict[str, dict[str, dict[str, Any]]]:
+    """A robot task's presets; `cpu` trains BC and Q-SFT for `cpu_steps` steps each on one worker, Q-SFT's
+    Bellman targets with the `targets` options."""
+    qsft = {**_ROBOT_QSFT, **targets}
     return {
-        "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40, **_ROBOT_QSFT},
+        "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40, **qsft},
                  "eval": {"num_episodes": 100, "envs_per_actor": 10, **_ROBOT_SUPPORT}},
         "cpu": {"collect": {"episodes": 1000}, "train": {**_ONE_WORKER, "log_every": 50},
                 "bc": {"epochs": 40, "max_steps": cpu_steps},
-                "qsft": {"epochs": 40, "max_steps": cpu_steps, **_ROBOT_QSFT},
+                "qsft": {"epochs": 40, "max_steps": cpu_steps, **qsft},
                 "eval": {"num_episodes": 100, "num_validation_episodes": 200, "envs_per_actor": 10,
                          "temperatures": (0.0,), "betas": (4.0, 16.0), **_ROBOT_SUPPORT}},
-        "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": _ROBOT_QSFT,
+        "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": qsft,
                 "eval": {"num_episodes": 100, **_ROBOT_SUPPORT}},
     }
 
 
 # Place episodes are 40 steps (pick: 30), so a training step costs ~1.9x pick's (1.27 s vs 0.68 s for BC): 800
 # steps per stage keep the whole place pipeline under 60 minutes on 2 cores, 1,200 keep pick's.
-_TASK["robot_pick"] = _TASK["robot_pick_state"] = _robot(cpu_steps=1200)
-_TASK["robot_place"] = _TASK["robot_place_state"] = _robot(cpu_steps=800)
+_TASK["robot_pick"] = _TASK["robot_pick_state"] = _robot(cpu_steps=1200, targets=_RETURN_TARGETS)
+_TASK["robot_place"] = _TASK["robot_place_state"] = _robot(cpu_steps=800, targets={})
 
 
 # Wordle: one token per character (a BPE with no merges: 256 bytes + <|pad|> + <|eot|>), so a guess's letters
