@@ -113,7 +113,7 @@ def test_extraction_picks_the_rare_better_action_where_bc_follows_the_common_mis
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_smoothing_corrected_fixed_point_is_the_support_q_table(seed):
+def test_smoothing_corrected_fixed_point_is_the_support_optimal_q(seed):
     """With 6 actions of which the behaviour plays 3 (the others have pi_beta = 0, as far bins of a robot's
     action dimension nearly do), the corrected ratio read from the fitted table is Q of the best in-support
     policy at every (s, a) the behaviour plays, while the plain ratio p / pi_beta overstates it."""
