@@ -7,10 +7,13 @@ import torch
 
 from pipeline.algorithm import (
     BellmanTargets,
+    SmoothingMass,
     bc_token_losses,
     bellman_targets,
+    label_smoothing_floor,
     qsft_token_losses,
     returns_to_go,
+    smoothing_corrected,
     transitions,
     with_lower_bound,
 )
@@ -174,8 +177,6 @@ def test_label_smoothing_spreads_only_over_the_action_vocabulary():
     loss.sum().backward()
     target_dist = torch.tensor([0.0, 0.6, 0.2, 0.2])
     assert torch.allclose(logits.grad[0], torch.tensor([0.1, 0.5, 0.3, 0.1]) - target_dist, atol=1e-5)
-    from pipeline.algorithm import label_smoothing_floor
-
     assert label_smoothing_floor(len(vocab)) == 0.5
 
 
@@ -201,8 +202,6 @@ def test_extracted_policy_matches_the_formula():
 def test_support_threshold_must_clear_the_label_smoothing_floor():
     """With eps below 1/(V-1), a token outside the data keeps (1 - y)/(V - 1) > eps-level pi_beta mass, so
     p_target / pi_beta > 1 and the clipped target is 1 whatever the reward: the threshold has to clear it."""
-    from pipeline.algorithm import label_smoothing_floor
-
     vocab, y = 67, 0.2
     others = (1 - y) / (vocab - 1)                     # what the loss's optimum puts on each untaken token
     assert label_smoothing_floor(vocab) == pytest.approx(1 / 66) and others < label_smoothing_floor(vocab)
@@ -219,8 +218,6 @@ def test_smoothing_correction_recovers_q_from_the_loss_minimiser():
     minimiser is p = pi_beta Q + (1 - V - pi_beta (1 - Q)) / K = (.56, .20, .12, .12): the plain ratios .933 and .5
     overstate Q, and the max (.933) is not Q's best value (.8). Corrected: 1 - V = K p(O) / |O| = 3 * .24 / 2 = .36,
     Q(a0) = (3 * .56 - .36 + .6) / (4 * .6) = .8, Q(a1) = (3 * .2 - .36 + .4) / (4 * .4) = .4."""
-    from pipeline.algorithm import SmoothingMass, smoothing_corrected
-
     p_target = torch.tensor([[0.56, 0.20, 0.12, 0.12]])
     pi_beta = torch.tensor([[0.6, 0.4, 0.0, 0.0]])
     in_support = pi_beta > 0.1
