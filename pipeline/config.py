@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -139,6 +140,18 @@ class EvalConfig:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+# Fields that change how a stage runs, not what it makes: a re-run that changes only these reuses its output.
+RUNTIME_FIELDS = frozenset({"num_actors", "cpus_per_actor", "envs_per_actor", "max_retries", "cpus_per_worker",
+                            "log_every", "checkpoint_every"})
+
+
+def config_digest(cfg: Any) -> str:
+    """A stage config's identity (`pipeline.run` redoes a stage whose config changed): a hash of every field
+    but the `RUNTIME_FIELDS`."""
+    fields = {name: value for name, value in to_dict(cfg).items() if name not in RUNTIME_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:

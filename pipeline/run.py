@@ -1,9 +1,10 @@
 """The staged pipeline of one task: collect -> BC -> Q-SFT -> select settings -> evaluate both -> report.
 
 Stages hand off by path under one output folder and are skipped when their output exists, unless forced
-(forcing a stage redoes every stage after it too) or made from upstream outputs that have changed since
-(a new dataset or checkpoint, e.g. from jobs/collect.py or jobs/train.py; `STAGE_INPUTS`, recorded with
-their `fingerprint` in stage_inputs.json):
+(forcing a stage redoes every stage after it too), made with another config (`config_digest`: every field but
+the runtime ones such as the number of actors), or made from upstream outputs that have changed since (a new
+dataset or checkpoint, e.g. from jobs/collect.py or jobs/train.py; `STAGE_INPUTS`). Each output's config
+digest and the `fingerprint` of each of its inputs are recorded in stage_inputs.json:
 
     <out>/data/dataset.json            collection (Ray tasks -> Parquet)
     <out>/bc/checkpoint/stage.json     BC stage (its own Ray Train run)
@@ -39,6 +40,7 @@ from pipeline.config import (
     ModelConfig,
     TrainConfig,
     apply_overrides,
+    config_digest,
 )
 from pipeline.presets import preset
 
@@ -83,6 +85,24 @@ def fingerprint(marker: str) -> str | None:
         return None
 
 
+def changed_inputs(out: str, key: str, inputs: dict[str, str | None]) -> list[str]:
+    """The names in `inputs` (a config digest, upstream fingerprints) whose digest differs from the one output `key`
+    of run folder `out` was made from (none if unrecorded)."""
+    recorded = _read_json(os.path.join(out, STAGE_INPUTS_FILE)).get(key, {})
+    return [name for name, digest in inputs.items() if recorded.get(name, digest) != digest]
+
+
+def record_inputs(out: str, key: str, inputs: dict[str, str | None]) -> None:
+    """Record in `out`/stage_inputs.json that output `key` was made from `inputs`."""
+    path = os.path.join(out, STAGE_INPUTS_FILE)
+    _write_json(path, {**_read_json(path), key: inputs})
+
+
+def _write_json(path: str, record: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1)
+
+
 def _read_json(path: str) -> dict:
     if not os.path.exists(path):
         return {}
@@ -122,17 +142,19 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
                "qsft": os.path.join(qsft_ckpt, STAGE_FILE), "select": selection_path,
                **{f"eval_{name}": os.path.join(folder, SUMMARY_FILE) for name, folder in folders.items()}}
     tracking_uri = tracking.tracking_uri_for(out)
-    timings_path, inputs_path = os.path.join(out, STAGE_SECONDS_FILE), os.path.join(out, STAGE_INPUTS_FILE)
+    timings_path = os.path.join(out, STAGE_SECONDS_FILE)
     timings: dict[str, float] = _read_json(timings_path)
-    made_from: dict[str, dict[str, str | None]] = _read_json(inputs_path)
+
+    configs = {"collect": collect_cfg, "bc": bc_cfg, "qsft": qsft_cfg, "select": eval_cfg, "eval_bc": eval_cfg,
+               "eval_qsft": eval_cfg}
 
     def inputs(key: str) -> dict[str, str | None]:
-        return {name: fingerprint(markers[name]) for name in STAGE_INPUTS.get(key, ())}
+        """What output `key` is made from: its stage's config and its upstream outputs."""
+        return {"config": config_digest(configs[key]),
+                **{name: fingerprint(markers[name]) for name in STAGE_INPUTS.get(key, ())}}
 
     def changed(key: str) -> list[str]:
-        """The upstream outputs that changed since output `key` was made from them (none if unrecorded)."""
-        recorded = made_from.get(key, {})
-        return [name for name, digest in inputs(key).items() if recorded.get(name, digest) != digest]
+        return changed_inputs(out, key, inputs(key))
 
     def needed(stage: str, key: str | None = None) -> bool:
         """Whether to run `stage` (into output `key`, default the stage's name)."""
@@ -150,10 +172,8 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
     def finished(key: str, started: float) -> None:
         """Record the stage's wall time and what its output was made from."""
         timings[key] = round(time.perf_counter() - started, 1)
-        made_from[key] = inputs(key)
-        for path, record in ((timings_path, timings), (inputs_path, made_from)):
-            with open(path, "w") as f:
-                json.dump(record, f, indent=1)
+        _write_json(timings_path, timings)
+        record_inputs(out, key, inputs(key))
 
     if needed("collect"):
         t = time.perf_counter()
@@ -190,20 +210,22 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
             with open(selection_path, "w") as f:
                 json.dump(selection, f, indent=1)
             finished("select", t)
+        chosen_cfg = eval_cfg
         if os.path.exists(selection_path):
             with open(selection_path) as f:
                 selection = json.load(f)
-            eval_cfg = apply_selection(eval_cfg, selection)
+            chosen_cfg = apply_selection(eval_cfg, selection)
             print(f"[select] {describe(selection)}")
-        specs = {"bc": PolicySpec.from_config(eval_cfg, bc_ckpt),
-                 "qsft": PolicySpec.from_config(eval_cfg, bc_ckpt, qsft_ckpt)}
+        specs = {"bc": PolicySpec.from_config(chosen_cfg, bc_ckpt),
+                 "qsft": PolicySpec.from_config(chosen_cfg, bc_ckpt, qsft_ckpt)}
         for name, spec in specs.items():
             if needed("eval", f"eval_{name}"):
                 check_action_budget()
                 t = time.perf_counter()
-                records = pool.evaluate(spec, eval_cfg.seed, "eval", progress)
+                records = pool.evaluate(spec, chosen_cfg.seed, "eval", progress)
                 finished(f"eval_{name}", t)
-                save_records(folders[name], records, {"policy": spec.name, "eval_config": dataclasses.asdict(eval_cfg)})
+                save_records(folders[name], records, {"policy": spec.name,
+                                                      "eval_config": dataclasses.asdict(chosen_cfg)})
     runs = load_runs(folders.values())
 
     if "report" in stages and runs:

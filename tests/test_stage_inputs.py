@@ -66,3 +66,23 @@ def test_a_stage_made_from_changed_outputs_is_redone_not_skipped(tmp_path, ran):
     new_output(str(tmp_path / "qsft" / train.FINAL_CHECKPOINT / "stage.json"))   # jobs/train.py --stage qsft
     run_pipeline("wordle", str(tmp_path), stages=stages, progress=False)
     assert ran == ["select"]
+
+
+def test_a_stage_made_with_another_config_is_redone_with_what_follows(tmp_path, ran, capsys):
+    stages = ("collect", "bc", "qsft", "select")
+    run_pipeline("wordle", str(tmp_path), stages=stages, progress=False)
+
+    ran.clear()
+    runtime_only = {"eval": {"num_actors": 1, "envs_per_actor": 3}, "train": {"log_every": 1}}
+    run_pipeline("wordle", str(tmp_path), overrides=runtime_only, stages=stages, progress=False)
+    assert ran == []                                             # how a stage runs, not what it makes
+
+    grid = {"eval": {"betas": [1.0, 2.0]}}
+    run_pipeline("wordle", str(tmp_path), overrides=grid, stages=stages, progress=False)
+    assert ran == ["select"]
+    assert "[select] redone: config changed since" in capsys.readouterr().out
+
+    ran.clear()
+    (tmp_path / "qsft" / "left_by_an_earlier_run").write_text("")
+    run_pipeline("wordle", str(tmp_path), overrides={**grid, "qsft": {"gamma": 0.9}}, stages=stages, progress=False)
+    assert ran == ["qsft", "select"]                             # Q-SFT started over, and the selection from it
