@@ -189,6 +189,7 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
             with folder_lock(folder):  # FolderBusy if another run trains into this folder
                 if stage in force or changed(stage):  # a redo starts over; a re-run resumes an interrupted stage
                     shutil.rmtree(folder, ignore_errors=True)
+                record_inputs(out, stage, inputs(stage))  # so that only the same config and inputs resume it
                 result = run_stage(cfg, data, folder, task, bc_checkpoint=bc, tracking_uri=tracking_uri,
                                    progress=progress)
             finished(stage, t)

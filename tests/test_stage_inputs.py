@@ -86,3 +86,33 @@ def test_a_stage_made_with_another_config_is_redone_with_what_follows(tmp_path, 
     (tmp_path / "qsft" / "left_by_an_earlier_run").write_text("")
     run_pipeline("wordle", str(tmp_path), overrides={**grid, "qsft": {"gamma": 0.9}}, stages=stages, progress=False)
     assert ran == ["qsft", "select"]                             # Q-SFT started over, and the selection from it
+
+
+
+def test_an_interrupted_stage_resumes_only_with_the_config_it_started_with(tmp_path, monkeypatch):
+    def interrupted(cfg, data, out, task, **kwargs):
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, "left_by_an_earlier_run"), "w").close()     # a checkpoint to resume from
+        raise KeyboardInterrupt
+
+    found: list[list[str]] = []
+
+    def finishing(cfg, data, out, task, **kwargs):
+        found.append(os.listdir(out) if os.path.isdir(out) else [])
+        new_output(os.path.join(out, train.FINAL_CHECKPOINT, "stage.json"))
+        return train.StageResult(os.path.join(out, train.FINAL_CHECKPOINT), {"loss": 0.0}, 0)
+
+    def run(stand_in, overrides=None):
+        monkeypatch.setattr(train, "run_stage", stand_in)
+        run_pipeline("wordle", str(tmp_path), overrides=overrides, stages=("collect", "bc"), progress=False)
+
+    new_output(str(tmp_path / "data" / "dataset.json"))
+    other = {"bc": {"lr": 5e-4}}
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupted)
+    run(finishing)
+    assert "left_by_an_earlier_run" in found[-1]                # the same config: resumed
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupted, other)
+    run(finishing)
+    assert "left_by_an_earlier_run" not in found[-1]            # started with another config: started over
