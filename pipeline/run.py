@@ -208,13 +208,11 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
             t = time.perf_counter()
             selection = select_settings(pool, bc_ckpt, qsft_ckpt, eval_cfg, progress=progress)
             os.makedirs(os.path.dirname(selection_path), exist_ok=True)
-            with open(selection_path, "w") as f:
-                json.dump(selection, f, indent=1)
+            _write_json(selection_path, selection)
             finished("select", t)
         chosen_cfg = eval_cfg
         if os.path.exists(selection_path):
-            with open(selection_path) as f:
-                selection = json.load(f)
+            selection = _read_json(selection_path)
             chosen_cfg = apply_selection(eval_cfg, selection)
             print(f"[select] {describe(selection)}")
         specs = {"bc": PolicySpec.from_config(chosen_cfg, bc_ckpt),

@@ -1,4 +1,5 @@
-"""A stage is skipped only while its output exists and was made from the upstream outputs there now."""
+"""A stage is skipped only while its output exists and was made with the same config and from the upstream outputs
+there now; an interrupted stage resumes only with the config and inputs it started with."""
 
 import json
 import os
