@@ -125,12 +125,11 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
     is rewritten with every method side by side (the dashboard reads the same folders)."""
     import envs
     from pipeline import tracking
-    from pipeline.config import config_digest
-    from pipeline.data import METADATA_FILE, read_metadata
+    from pipeline.data import read_metadata
     from pipeline.evaluate import EvalPool, summarize
     from pipeline.models import STAGE_FILE
     from pipeline.report import load_runs, save_records, write_report
-    from pipeline.run import changed_inputs, fingerprint, record_inputs, stage_configs
+    from pipeline.run import changed_inputs, made_from, record_inputs, stage_configs, training_markers
     from pipeline.select import apply_selection, select_policy
     from pipeline.train import FINAL_CHECKPOINT, FROM_BC, method_config, run_stage
 
@@ -148,10 +147,10 @@ def run_baselines(task: str, out: str, preset: str, overrides: dict, methods: li
             checkpoint = os.path.join(folder, FINAL_CHECKPOINT)
             cfg = method_config(method, bc_cfg, qsft_cfg, {**own, **settings})
             key = os.path.relpath(folder, out)
-            inputs = {"config": config_digest(cfg), "collect": fingerprint(os.path.join(data, METADATA_FILE)),
-                      **({"bc": fingerprint(os.path.join(bc_ckpt, STAGE_FILE))} if method in FROM_BC else {})}
-            if changed_inputs(out, key, inputs):  # made with another config, data or BC: start over
-                print(f"[{key}] redone: {' and '.join(changed_inputs(out, key, inputs))} changed")
+            inputs = made_from(cfg, training_markers(out), ("collect", "bc") if method in FROM_BC else ("collect",))
+            changed = changed_inputs(out, key, inputs)
+            if changed:  # made with another config, data or BC: start over
+                print(f"[{key}] redone: {' and '.join(changed)} changed")
                 shutil.rmtree(folder, ignore_errors=True)
             if not os.path.exists(os.path.join(checkpoint, STAGE_FILE)):
                 run_stage(cfg, data, folder, task, bc_checkpoint=bc_ckpt if method in FROM_BC else None,

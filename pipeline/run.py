@@ -85,6 +85,21 @@ def fingerprint(marker: str) -> str | None:
         return None
 
 
+def training_markers(out: str) -> dict[str, str]:
+    """The marker files of run folder `out`'s data and trained BC and Q-SFT stages."""
+    from pipeline.data import METADATA_FILE
+    from pipeline.models import STAGE_FILE
+    from pipeline.train import FINAL_CHECKPOINT
+
+    return {"collect": os.path.join(out, "data", METADATA_FILE),
+            **{stage: os.path.join(out, stage, FINAL_CHECKPOINT, STAGE_FILE) for stage in ("bc", "qsft")}}
+
+
+def made_from(cfg: Any, markers: dict[str, str], upstream: tuple[str, ...]) -> dict[str, str | None]:
+    """What a stage's output is made from: its config's `config_digest` and each upstream output's `fingerprint`."""
+    return {"config": config_digest(cfg), **{name: fingerprint(markers[name]) for name in upstream}}
+
+
 def changed_inputs(out: str, key: str, inputs: dict[str, str | None]) -> list[str]:
     """The names in `inputs` (a config digest, upstream fingerprints) whose digest differs from the one output `key`
     of run folder `out` was made from (none if unrecorded)."""
@@ -115,9 +130,8 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
     """Run (or resume) the task's pipeline in `out` (`task`: a Task or its name); returns {policy name: evaluation
     summary}."""
     from pipeline.collect import collect
-    from pipeline.data import METADATA_FILE, folder_lock, read_metadata
+    from pipeline.data import folder_lock, read_metadata
     from pipeline.evaluate import EvalPool, summarize
-    from pipeline.models import STAGE_FILE
     from pipeline.policy import PolicySpec
     from pipeline.report import SUMMARY_FILE, load_runs, results_table, save_records, write_report
     from pipeline.select import SELECTION_FILE, apply_selection, describe, select_settings
@@ -138,8 +152,7 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
 
     selection_path = os.path.join(out, "select", SELECTION_FILE)
     folders = {name: os.path.join(out, "eval", name) for name in ("bc", "qsft")}
-    markers = {"collect": os.path.join(data, METADATA_FILE), "bc": os.path.join(bc_ckpt, STAGE_FILE),
-               "qsft": os.path.join(qsft_ckpt, STAGE_FILE), "select": selection_path,
+    markers = {**training_markers(out), "select": selection_path,
                **{f"eval_{name}": os.path.join(folder, SUMMARY_FILE) for name, folder in folders.items()}}
     tracking_uri = tracking.tracking_uri_for(out)
     timings_path = os.path.join(out, STAGE_SECONDS_FILE)
@@ -149,9 +162,7 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
                "eval_qsft": eval_cfg}
 
     def inputs(key: str) -> dict[str, str | None]:
-        """What output `key` is made from: its stage's config and its upstream outputs."""
-        return {"config": config_digest(configs[key]),
-                **{name: fingerprint(markers[name]) for name in STAGE_INPUTS.get(key, ())}}
+        return made_from(configs[key], markers, STAGE_INPUTS.get(key, ()))
 
     def changed(key: str) -> list[str]:
         return changed_inputs(out, key, inputs(key))
