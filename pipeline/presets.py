@@ -166,9 +166,12 @@ _RANKINGS = {"rankings": ("sequence", "token")}
 # ALFWorld: every policy chooses among the admissible commands (Q-SFT reading Q at each command's <|eot|>).
 # Episodes are up to 30 turns of ~30 tokens after a ~70-token prompt (the 1024-token BPE): 1024 tokens hold 75% of
 # the data's episodes whole, and the successful ones (shorter) nearly all. Only 30 held-out games: each is played 7
-# times (210 episodes); validation plays the first 8 training games 7 times each.
+# times (210 episodes); validation plays the first 8 training games 7 times each. Q-SFT backs up over each next
+# state's admissible commands and raises its targets to the data's returns (WebShop's recipe): with the token-level
+# backup its targets never rose from the sparse success reward (mean 0.036 after 400 steps, benchmarks/LEARNING.md).
 _TASK["alfworld"]["cpu"] = _text_recipe(
     600, 400, train={"model.max_length": 1024, "model.vocab_size": 1024, "batch_size": 16},
+    qsft={**_ACTION_BACKUP, **_RETURN_TARGETS},
     eval_={"num_episodes": 30, "repeats": 7, "num_validation_episodes": 8, "support_eps": 0.1, "betas": (8.0, 32.0),
            **_RANKINGS})
 
