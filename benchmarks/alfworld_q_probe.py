@@ -16,7 +16,7 @@ a command among the admissible ones, reads a finished run's checkpoints on all o
 split by the planner command's verb: "go to" (where the object is, which the text shows only once the agent is
 there) and the object commands (take, put, open, clean, heat, cool, use, ...).
 
-    python benchmarks/alfworld_q_probe.py --run RUN [--episodes 30]
+    python benchmarks/alfworld_q_probe.py --run RUN [--episodes 30] [--support-eps 0.1]
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def probe(run: str, episodes: int, first_seed: int) -> dict[str, dict[str, float]]:
+def probe(run: str, episodes: int, first_seed: int, support_eps: float | None = None) -> dict[str, dict[str, float]]:
+    """The table above over `episodes` behaviour episodes (seeds first_seed, ...); `support_eps` defaults to the
+    `cpu` preset's extraction support."""
     import envs
     from envs.measure import behaviour_episodes
     from pipeline.policy import LMPolicy, PolicySpec, PrefixCache
@@ -49,7 +51,8 @@ def probe(run: str, episodes: int, first_seed: int) -> dict[str, dict[str, float
     # beta 1 and no support: the score minus BC's is Q(s,a) itself, for every command
     q = LMPolicy(PolicySpec(checkpoint=bc_path, q=q_path, beta=1.0, ratio_form=chosen["ratio_form"],
                             ranking=chosen["ranking"]), task)
-    eps, beta, temperature = eval_cfg.support_eps, chosen["beta"], max(chosen["temperature"], 1e-6)
+    eps = eval_cfg.support_eps if support_eps is None else support_eps
+    beta, temperature = chosen["beta"], max(chosen["temperature"], 1e-6)
     stats: dict[str, list[list[float]]] = defaultdict(list)
     for played in behaviour_episodes(task, episodes, first_seed=first_seed):
         segments = [bc.segment(played.observations[0])]
@@ -83,14 +86,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--run", required=True, help="a finished ALFWorld pipeline folder (bc/, qsft/, select/)")
     parser.add_argument("--episodes", type=int, default=30)
     parser.add_argument("--first-seed", type=int, default=100_000, help="past the collection's seeds 0, 1, ...")
+    parser.add_argument("--support-eps", type=float, help="the extraction's support (default: the cpu preset's)")
     args = parser.parse_args(argv)
-    result = probe(args.run, args.episodes, args.first_seed)
+    result = probe(args.run, args.episodes, args.first_seed, args.support_eps)
     print(f"{'planner command':<16}{'states':>8}" + "".join(f"{name:>18}" for name in next(iter(result.values()))
                                                          if name != "states"))
     for kind, row in result.items():
         print(f"{kind:<16}{row['states']:>8}" + "".join(f"{v:>18.3f}" for k, v in row.items() if k != "states"))
     with open(os.path.join(args.run, "alfworld_q_probe.json"), "w") as f:
-        json.dump({"episodes": args.episodes, "first_seed": args.first_seed, **result}, f, indent=1)
+        json.dump({"episodes": args.episodes, "first_seed": args.first_seed, "support_eps": args.support_eps,
+                   **result}, f, indent=1)
     return result
 
 
