@@ -33,6 +33,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """exp(scores) normalised; -inf scores get 0."""
+    return np.exp(scores - np.logaddexp.reduce(scores))
+
+
 def probe(run: str, episodes: int, first_seed: int, support_eps: float | None = None) -> dict[str, dict[str, float]]:
     """The table above over `episodes` behaviour episodes (seeds first_seed, ...); `support_eps` defaults to the
     `cpu` preset's extraction support."""
@@ -47,31 +52,30 @@ def probe(run: str, episodes: int, first_seed: int, support_eps: float | None = 
     with open(os.path.join(run, "select", SELECTION_FILE)) as f:
         chosen = json.load(f)
     bc_path, q_path = (os.path.join(run, stage, "checkpoint") for stage in ("bc", "qsft"))
+    eps = eval_cfg.support_eps if support_eps is None else support_eps
     bc = LMPolicy(PolicySpec(checkpoint=bc_path, ranking=chosen["ranking"]), task)
+    qsft = LMPolicy(PolicySpec(checkpoint=bc_path, q=q_path, beta=chosen["beta"], ratio_form=chosen["ratio_form"],
+                               support_eps=eps, ranking=chosen["ranking"]), task)
     # beta 1 and no support: the score minus BC's is Q(s,a) itself, for every command
     q = LMPolicy(PolicySpec(checkpoint=bc_path, q=q_path, beta=1.0, ratio_form=chosen["ratio_form"],
                             ranking=chosen["ranking"]), task)
-    eps = eval_cfg.support_eps if support_eps is None else support_eps
-    beta, temperature = chosen["beta"], max(chosen["temperature"], 1e-6)
+    temperature = max(chosen["temperature"], 1e-6)
     stats: dict[str, list[list[float]]] = defaultdict(list)
     for played in behaviour_episodes(task, episodes, first_seed=first_seed):
         segments = [bc.segment(played.observations[0])]
-        caches = (PrefixCache(), PrefixCache())
+        caches = (PrefixCache(), PrefixCache(), PrefixCache())
         for t, action in enumerate(played.actions):
             info = played.infos[t]
             commands, planner = info["admissible_actions"], info["expert_action"]
             if planner in commands:
                 context = bc.context(segments)
-                log_beta = np.array(bc.rank(context, commands, caches[0]))
-                values = np.array(q.rank(context, commands, caches[1])) - log_beta
-                pi_beta = np.exp(log_beta - np.logaddexp.reduce(log_beta))
-                inside = (pi_beta > eps) | (pi_beta == pi_beta.max())
-                extracted = np.where(inside, log_beta + beta * values, -math.inf) / temperature
+                log_beta, extracted, scores_q = (np.array(policy.rank(context, commands, cache))
+                                                 for policy, cache in zip((bc, qsft, q), caches))
+                values = scores_q - log_beta
                 i, favourite = commands.index(planner), int(np.argmax(log_beta))
-                row = [float(favourite == i), float(inside[i]), float(np.argmax(values) == i),
+                row = [float(favourite == i), float(np.isfinite(extracted[i])), float(np.argmax(values) == i),
                        float(values[i] > values[favourite]) if favourite != i else math.nan,
-                       float(np.exp(log_beta[i] / temperature - np.logaddexp.reduce(log_beta / temperature))),
-                       float(np.exp(extracted[i] - np.logaddexp.reduce(extracted)))]
+                       softmax(log_beta / temperature)[i], softmax(extracted / temperature)[i]]
                 stats["go to" if planner.startswith("go to") else "object"].append(row)
                 stats["all"].append(row)
             segments.append(bc.segment(played.observations[t + 1], action))

@@ -169,9 +169,9 @@ _RANKINGS = {"rankings": ("sequence", "token")}
 # times (210 episodes); validation plays the first 8 training games 7 times each. Q-SFT backs up over each next
 # state's admissible commands and raises its targets to the data's returns (WebShop's recipe): with the token-level
 # backup its targets never rose from the sparse success reward (mean 0.036 after 400 steps, benchmarks/LEARNING.md).
-# The extraction's support is pi_beta > 0.01: BC spreads its probability over ~30 commands, and at 0.1 the planner's
-# command was outside the support at 62% of the states where Q ranked it first (benchmarks/alfworld_q_probe.py);
-# on validation Q-SFT scored 21.4 at 0.01 against 0.0 at 0.1.
+# The extraction's support is pi_beta > 0.01: BC spreads its probability over ~30 commands, so at 0.1 the planner's
+# object command, which Q ranked first at 66% of training-split states, was outside the support at 62% of them
+# (benchmarks/alfworld_q_probe.py); on validation Q-SFT scored 21.4 at 0.01 against 0.0 at 0.1.
 _TASK["alfworld"]["cpu"] = _text_recipe(
     600, 400, train={"model.max_length": 1024, "model.vocab_size": 1024, "batch_size": 16},
     qsft={**_ACTION_BACKUP, **_RETURN_TARGETS},
