@@ -89,7 +89,6 @@ def test_a_stage_made_with_another_config_is_redone_with_what_follows(tmp_path, 
     assert ran == ["qsft", "select"]                             # Q-SFT started over, and the selection from it
 
 
-
 def test_an_interrupted_stage_resumes_only_with_the_config_it_started_with(tmp_path, monkeypatch):
     def interrupted(cfg, data, out, task, **kwargs):
         os.makedirs(out, exist_ok=True)
