@@ -61,6 +61,9 @@ class Task:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     has_admissible_actions: bool = False   # info["admissible_actions"] lists the legal actions (ranked at inference, and
     #                                        the candidates of Q-SFT's action-level backup, pipeline.candidates)
+    # Every action worth taking is one of these strings (Wordle: its allowed words), too many to list as
+    # admissible actions: text policies decode restricted to them, token by token (a trie). None: free text.
+    lexicon: Callable[[], Sequence[str]] | None = None
     # Pixel tasks with continuous actions: the `envs.robot.actions.ActionTokenizer` that turns an action
     # into one bin token per dimension; observations are {"image", "proprio"} dicts. None: text task.
     action_tokenizer: Any = None

@@ -177,15 +177,21 @@ def append_candidates(input_ids: torch.Tensor, lengths: torch.Tensor, rows: torc
                     tensor(owner), tensor(last))
 
 
-def continuations(candidates: Sequence[Sequence[int]]) -> list[list[int]]:
-    """For each token of each candidate in turn, the distinct tokens that continue its prefix among all the
-    candidates: the tokens constrained decoding may choose at that point (the children of its trie node)."""
+def trie(candidates: Sequence[Sequence[int]]) -> dict[tuple[int, ...], list[int]]:
+    """Each prefix of the candidates -> the distinct tokens that continue it among them (its trie node's
+    children): the tokens constrained decoding may choose after that prefix."""
     children: dict[tuple[int, ...], list[int]] = {}
     for candidate in candidates:
         for t, token in enumerate(candidate):
             node = children.setdefault(tuple(candidate[:t]), [])
             if token not in node:
                 node.append(token)
+    return children
+
+
+def continuations(candidates: Sequence[Sequence[int]]) -> list[list[int]]:
+    """For each token of each candidate in turn, the `trie` children of its prefix."""
+    children = trie(candidates)
     return [children[tuple(candidate[:t])] for candidate in candidates for t in range(len(candidate))]
 
 

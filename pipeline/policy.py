@@ -7,7 +7,8 @@
 Both act token by token in the turn format of `pipeline.tokenize`: the context is the episode so far,
 decoded with the models' KV caches until <|eot|> (text) or for the action's fixed number of bin tokens,
 restricted to bin tokens (pixel tasks, whose contexts also carry their observations for the <|obs|>
-tokens). Tasks with admissible actions choose among the candidates instead (`rank_many`: pi_beta of the
+tokens), or to the tokens that continue a word of the task's lexicon (Wordle). Restricted, pi_beta is
+the model's distribution renormalised over the allowed tokens (constrained decoding). Tasks with admissible actions choose among the candidates instead (`rank_many`: pi_beta of the
 whole candidate and Q read at its last token).
 
 Each game carries a `PrefixCache` from turn to turn, so a turn prefills only what the context gained
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from pipeline.candidates import constrained_log_probs, continuations
+from pipeline.candidates import constrained_log_probs, continuations, trie
 from pipeline.config import Ranking
 from pipeline.extraction import extracted_log_probs, ilql_log_probs
 from pipeline.models import load_model, load_tokenizer, load_value_heads
@@ -123,6 +124,8 @@ class LMPolicy:
         if self.codec.action_token_ids is not None:
             self.disallowed = torch.ones(len(tokenizer), dtype=torch.bool, device=self.device)
             self.disallowed[list(self.codec.action_token_ids)] = False
+        lexicon = getattr(task, "lexicon", None)
+        self.lexicon = trie([self.codec.action_ids(a) for a in lexicon()]) if lexicon else None
 
     def segment(self, observation: Any, action: Any = None) -> Segment:
         """The segment an environment step adds: the action taken (if any), then the new observation."""
@@ -146,10 +149,13 @@ class LMPolicy:
         return Segment([i for s in kept for i in s.ids], tuple(o for s in kept for o in s.observations))
 
     # --------------------------------------------------------------------------------- distribution
-    def _log_probs(self, pi_beta_logits: torch.Tensor, q_scores) -> torch.Tensor:
-        """`q_scores`: None (BC), p_theta's logits (Q-SFT) or ILQL's (Q, V) (see `_q_scores`)."""
-        if self.disallowed is not None:
-            pi_beta_logits = pi_beta_logits.masked_fill(self.disallowed, -torch.inf)
+    def _log_probs(self, pi_beta_logits: torch.Tensor, q_scores, disallowed: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+        """`q_scores`: None (BC), p_theta's logits (Q-SFT) or ILQL's (Q, V) (see `_q_scores`); `disallowed`:
+        (B, V) tokens no action may take next (the lexicon's), else the task's fixed ones."""
+        disallowed = self.disallowed if disallowed is None else disallowed
+        if disallowed is not None:
+            pi_beta_logits = pi_beta_logits.masked_fill(disallowed, -torch.inf)
         if q_scores is None:
             return F.log_softmax(pi_beta_logits.float(), dim=-1)
         if self.heads is not None:
@@ -238,19 +244,30 @@ class LMPolicy:
         batch.positions = torch.tensor([len(c.ids) for c in contexts], device=self.device)
         return outs, batch, [len(c.ids) - k for c, k in zip(contexts, keep)]
 
-    def _prefill(self, contexts: list[Segment], caches: list[PrefixCache]) -> tuple[torch.Tensor, Batch]:
+    def _prefill(self, contexts: list[Segment], caches: list[PrefixCache], disallowed: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, Batch]:
         """log pi(.|s) at the end of each context, and the batch to decode from."""
         outs, batch, new = self._encode(contexts, caches)
         rows, last = torch.arange(len(contexts), device=self.device), torch.tensor(new, device=self.device) - 1
         q_scores = None if self.q is None else self._q_scores(outs[1], rows, last)
-        return self._log_probs(outs[0].logits[rows, last], q_scores), batch
+        return self._log_probs(outs[0].logits[rows, last], q_scores, disallowed), batch
 
-    def _step(self, batch: Batch, tokens: torch.Tensor) -> torch.Tensor:
+    def _step(self, batch: Batch, tokens: torch.Tensor, disallowed: torch.Tensor | None = None) -> torch.Tensor:
         """log pi(.|s, token) after one more token per row, appended to the batch's caches."""
         outs = self._run(batch, tokens[:, None], torch.zeros_like(tokens)[:, None], batch.positions[:, None])
         batch.positions = batch.positions + 1
         q_scores = None if self.q is None else self._q_scores(outs[1], slice(None), -1)
-        return self._log_probs(outs[0].logits[:, -1], q_scores)
+        return self._log_probs(outs[0].logits[:, -1], q_scores, disallowed)
+
+    def _outside_lexicon(self, written: torch.Tensor) -> torch.Tensor | None:
+        """(B, V): True for the tokens that continue no lexicon action after each row's `written` tokens (a row
+        that has ended may only repeat <|eot|>); None without a lexicon."""
+        if self.lexicon is None:
+            return None
+        mask = torch.ones(len(written), self.lm.config.vocab_size, dtype=torch.bool)
+        for b, prefix in enumerate(written.tolist()):
+            mask[b, self.lexicon.get(tuple(prefix), [self.codec.eot_id])] = False
+        return mask.to(self.device)
 
     # ------------------------------------------------------------------------------------- decoding
     @torch.no_grad()
@@ -261,9 +278,10 @@ class LMPolicy:
         With `caches` (one per game, carried across its turns) only the tokens new since the last call are
         prefilled; the turn's own tokens are decoded through the batch's cache and not kept (the next context
         holds the action as the env received it)."""
-        log_probs, batch = self._prefill(contexts, caches or [PrefixCache() for _ in contexts])
         eot = self.codec.eot_id
         out = torch.full((len(contexts), self.action_length), self.pad_id if eot is None else eot, dtype=torch.long)
+        log_probs, batch = self._prefill(contexts, caches or [PrefixCache() for _ in contexts],
+                                         self._outside_lexicon(out[:, :0]))
         done = torch.zeros(len(contexts), dtype=torch.bool)
         for t in range(self.action_length):
             token = self._choose(log_probs, generators)
@@ -273,7 +291,7 @@ class LMPolicy:
             out[:, t] = token.cpu()
             if t == self.action_length - 1 or bool(done.all()):
                 break
-            log_probs = self._step(batch, token)
+            log_probs = self._step(batch, token, self._outside_lexicon(out[:, : t + 1]))
         return [self.codec.decode_action(row.tolist()) for row in out]
 
     def _choose(self, log_probs: torch.Tensor, generators: list[torch.Generator] | None) -> torch.Tensor:

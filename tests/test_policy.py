@@ -3,6 +3,7 @@ formula pi ∝ pi_beta * exp(beta * p_theta) computed by hand from two tiny mode
 
 import dataclasses
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,6 +63,48 @@ def test_greedy_text_generates_greedily_at_any_temperature_and_still_samples_the
     assert sampled.generate([context] * 8, generators) == greedy.generate([context]) * 8
     scores = [0.0, 0.1, -0.2]
     assert len({sampled.choose(scores, g) for g in generators}) > 1   # admissible actions: still sampled
+
+
+LEXICON = ("crane", "crate", "cramp", "slate", "abbey")
+
+
+def lexicon_policy(spec: PolicySpec) -> LMPolicy:
+    return LMPolicy(spec, SimpleNamespace(action_tokenizer=None, lexicon=lambda: LEXICON))
+
+
+def test_lexicon_decoding_writes_only_its_words_greedily_by_the_masked_formula(checkpoints):
+    """With a lexicon each token is chosen among its trie children, pi_beta renormalised over them and the
+    extraction applied on top: pi(v) ∝ pi_beta_c(v) * exp(beta * p_theta(v)), pi_beta_c = pi_beta / its allowed sum."""
+    policy = lexicon_policy(PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=3.0))
+    context = policy.codec.observation_ids("Guess the word.\n")
+    words = [policy.codec.action_ids(w) for w in LEXICON]
+    ids, chosen = list(context), []
+    with torch.no_grad():
+        while not chosen or chosen[-1] != policy.codec.eot_id:
+            allowed = sorted({w[len(chosen)] for w in words if w[: len(chosen)] == chosen})
+            x = torch.tensor([ids])
+            pb = policy.lm(input_ids=x).logits[0, -1].softmax(-1)[allowed]
+            pq = policy.q(input_ids=x).logits[0, -1].softmax(-1)[allowed]
+            chosen.append(allowed[int((pb / pb.sum() * torch.exp(3.0 * pq)).argmax())])
+            ids.append(chosen[-1])
+    [action] = policy.generate([Segment(context)])
+    assert action == policy.codec.decode_action(chosen) and action in LEXICON
+
+
+def test_sampling_a_lexicon_follows_constrained_decoding_of_its_words(checkpoints):
+    """At temperature 1, BC restricted to a lexicon writes each word with the probability the "token" ranking
+    gives it over the lexicon as candidates (the same constrained decoding, enumerated)."""
+    spec = PolicySpec(checkpoint=checkpoints[0], temperature=1.0)
+    policy = lexicon_policy(spec)
+    context = Segment(policy.codec.observation_ids("Guess the word.\n"))
+    generators = [torch.Generator().manual_seed(s) for s in range(3000)]
+    written = policy.generate([context] * 3000, generators)
+    assert set(written) <= set(LEXICON)
+    share = [written.count(w) / 3000 for w in LEXICON]
+    ranked = LMPolicy(dataclasses.replace(spec, ranking="token")).rank(context, list(LEXICON))
+    assert share == pytest.approx([math.exp(r) for r in ranked], abs=0.03)
+    free = LMPolicy(spec).generate([context] * 200, generators[:200])
+    assert not set(free) <= set(LEXICON)   # the scratch model alone writes other strings
 
 
 def candidate_by_hand(policy: LMPolicy, context: list[int], candidate: str) -> tuple[float, float, float]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from envs.base import ScoreNormalizer, Task
 from envs.wordle.env import MAX_GUESSES
 from envs.wordle.policies import GreedySolver, make_behaviour
-from envs.wordle.words import split_answers
+from envs.wordle.words import allowed_guesses, split_answers
 
 
 def solved(rewards: Sequence[float], terminated: bool) -> bool:
@@ -42,4 +42,5 @@ TASK = Task(
     # worst: 6 wrong guesses; average: behaviour policy, 20,000 training episodes; best: greedy solver on
     # the 200 held-out words (both measured by `python -m envs.measure wordle --episodes 20000`).
     normalizer=ScoreNormalizer(worst=-6.0, average=-4.066, best=-2.35),
+    lexicon=allowed_guesses,
 )
