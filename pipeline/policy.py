@@ -8,8 +8,9 @@ Both act token by token in the turn format of `pipeline.tokenize`: the context i
 decoded with the models' KV caches until <|eot|> (text) or for the action's fixed number of bin tokens,
 restricted to bin tokens (pixel tasks, whose contexts also carry their observations for the <|obs|>
 tokens), or to the tokens that continue a word of the task's lexicon (Wordle). Restricted, pi_beta is
-the model's distribution renormalised over the allowed tokens (constrained decoding). Tasks with admissible actions choose among the candidates instead (`rank_many`: pi_beta of the
-whole candidate and Q read at its last token).
+the model's distribution renormalised over the allowed tokens (constrained decoding). Tasks with admissible
+actions choose among the candidates instead (`rank_many`: pi_beta of the whole candidate and Q read at its
+last token).
 
 Each game carries a `PrefixCache` from turn to turn, so a turn prefills only what the context gained
 (the action and the new observation). Several games are served in one forward: their cached keys

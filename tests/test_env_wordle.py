@@ -157,6 +157,8 @@ def test_normalizer_and_task_record() -> None:
     assert normalizer.worst == -6.0 and -4.6 <= normalizer.average <= -3.6 < normalizer.best
     assert normalizer(-6.0) == 0.0 and normalizer(normalizer.average) == 50.0
     assert normalizer(normalizer.best) == pytest.approx(100.0)
+    # policies decode restricted to the lexicon: every word the env accepts, every hidden word among them
+    assert set(TASK.lexicon()) == words.allowed_set() >= set(words.answers())
 
 
 def _episode_actions(policy: ConsistentPolicy, seed: int, index: int) -> list[str]:
