@@ -4,9 +4,11 @@ A Q-SFT step is BC's forward+backward of p_theta plus a no-grad forward of the t
 pi_beta's support was precomputed (pipeline.support, the default), one of pi_beta, at the next-state
 positions. Filtered BC's step is BC's (it trains on fewer rows); ILQL's is one backbone pass with its Q and V heads
 plus the target network's; SPO's is p_theta's pass plus a no-grad pass of pi_0 (the BC model). Prints ms/step,
-tokens/s and each ratio to BC's step (goal: Q-SFT <= 1.4x BC).
+tokens/s and each ratio to BC's step (goal: Q-SFT <= 1.4x BC). With `--pixels` the model is the robot tasks'
+PixelGPT (`pipeline.models.load_initial_model`, as the stages build it) on pick-shaped episodes: 30 steps of an
+`<|obs|>` (a 64x64 image + proprioception) and 4 action bins, so `--batch 32` is the `cpu` preset's step.
 
-    python benchmarks/step_cost.py [--model tiny|small|gpt2-medium] [--device cuda --bf16]
+    python benchmarks/step_cost.py [--model tiny|small|gpt2-medium] [--device cuda --bf16] [--pixels]
 """
 
 import argparse
@@ -20,6 +22,7 @@ from pipeline.algorithm import step_loss, support_size_bound
 from pipeline.config import MODEL_PRESETS, ModelConfig, TrainConfig, apply_overrides
 from pipeline.models import TokenLogits, TokenValues, new_value_heads
 from pipeline.support import top_support
+from pipeline.tokens import OBS
 
 
 def synthetic_batch(batch: int, length: int, vocab: int, turns: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -38,6 +41,28 @@ def synthetic_batch(batch: int, length: int, vocab: int, turns: int, seed: int =
         turns -= 1
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "action_mask": mask, "turn_end": turn_end, "rewards": rewards,
             "lengths": torch.full((batch,), length), "terminated": torch.zeros(batch, dtype=torch.bool)}
+
+
+def synthetic_pixel_batch(batch: int, steps: int, tokenizer, space, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Robot-shaped rows: `steps` of (<|obs|>, one bin token per action dimension), then the final <|obs|>, with
+    random images and proprioception packed one per <|obs|>, and a reward on the last action token."""
+    g = torch.Generator().manual_seed(seed)
+    obs_id, first_bin = tokenizer.convert_tokens_to_ids(OBS), tokenizer.convert_tokens_to_ids(OBS) + 1
+    dims = 4
+    ids = first_bin + torch.randint(0, len(tokenizer) - first_bin, (batch, steps * (1 + dims) + 1), generator=g)
+    ids[:, ::1 + dims] = obs_id
+    action = (ids != obs_id).long()
+    turn_end = torch.zeros_like(action)
+    turn_end[:, dims:-1:1 + dims] = 1
+    rewards = torch.zeros(ids.shape)
+    rewards[:, -2] = 1.0
+    count = (steps + 1) * batch
+    side, proprio = space["image"].shape[0], space["proprio"].shape[0]
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "action_mask": action, "turn_end": turn_end,
+            "rewards": rewards, "lengths": torch.full((batch,), ids.shape[1]),
+            "terminated": torch.zeros(batch, dtype=torch.bool),
+            "images": torch.randint(0, 256, (count, side, side, 3), dtype=torch.uint8, generator=g),
+            "proprio": torch.randn(count, proprio, generator=g)}
 
 
 def make_step(cfg, batch, policy, target, behaviour, optimizer, autocast):
@@ -65,16 +90,29 @@ def main():
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--pixels", action="store_true", help="the robot tasks' PixelGPT on pick-shaped episodes")
     args = parser.parse_args()
 
-    from transformers import GPT2Config, GPT2LMHeadModel
-
     mcfg = apply_overrides(ModelConfig(), MODEL_PRESETS[args.model])
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=mcfg.vocab_size, n_positions=mcfg.max_length, n_embd=mcfg.n_embd,
-                                       n_layer=mcfg.n_layer, n_head=mcfg.n_head, bos_token_id=0, eos_token_id=0)).to(args.device)
-    length = min(args.length, mcfg.max_length)
-    batch = {k: v.to(args.device) for k, v in synthetic_batch(args.batch, length, mcfg.vocab_size, 6).items()}
+    if args.pixels:
+        import envs
+        from pipeline.models import build_action_tokenizer, load_initial_model
+        from pipeline.train import pixel_observation_space
+
+        task = envs.get_task("robot_pick")
+        tokenizer, space = build_action_tokenizer(task.action_tokenizer), pixel_observation_space(task)
+        model = load_initial_model(mcfg, tokenizer, 0, space).to(args.device)
+        batch = synthetic_pixel_batch(args.batch, 30, tokenizer, space)
+    else:
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=mcfg.vocab_size, n_positions=mcfg.max_length,
+                                           n_embd=mcfg.n_embd, n_layer=mcfg.n_layer, n_head=mcfg.n_head,
+                                           bos_token_id=0, eos_token_id=0)).to(args.device)
+        batch = synthetic_batch(args.batch, min(args.length, mcfg.max_length), mcfg.vocab_size, 6)
+    batch = {k: v.to(args.device) for k, v in batch.items()}
+    length = batch["input_ids"].shape[1]
     autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16)
     tokens = batch["attention_mask"].sum().item()
 
@@ -104,7 +142,8 @@ def main():
     for name, seconds in results.items():
         print(f"{name:28s} {1000 * seconds:8.1f} ms/step  {tokens / seconds:10.0f} tokens/s  "
               f"{seconds / results['bc']:.2f}x bc")
-    print(f"model={args.model} device={args.device} bf16={args.bf16} batch={args.batch}x{length}")
+    print(f"model={args.model}{' (PixelGPT)' if args.pixels else ''} device={args.device} bf16={args.bf16} "
+          f"batch={args.batch}x{length}")
     print(f"ratio qsft/bc = {results['qsft (pi_beta precomputed)'] / results['bc']:.2f} with the support pass "
           f"(default), {results['qsft (pi_beta online)'] / results['bc']:.2f} online  (goal <= 1.4)")
     print("  ".join(f"ratio {m}/bc = {results[m] / results['bc']:.2f}" for m in ("filtered_bc", "ilql", "spo")))

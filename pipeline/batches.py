@@ -38,11 +38,9 @@ def pad_rows(batch: dict[str, Any], pad_id: int) -> dict[str, torch.Tensor]:
     length = torch.as_tensor(lengths)
     observations = {}
     if "obs_images" in batch:  # pixel tasks: one image and proprio row per <|obs|> token, packed in order
-        from envs.robot.codec import decode_image
-
-        images = [decode_image(png) for row in batch["obs_images"] for png in row]
+        images = np.concatenate(list(batch["obs_images"]))
         proprio = np.concatenate(list(batch["obs_proprio"])).astype(np.float32)
-        observations = {"images": torch.from_numpy(np.stack(images)),
+        observations = {"images": torch.from_numpy(images),
                         "proprio": torch.from_numpy(proprio).view(len(images), -1)}
     support = {}
     if "pi_beta_ids" in batch:  # pi_beta's top-k per agent token, flat per row, in transition order

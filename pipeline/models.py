@@ -89,10 +89,13 @@ def load_initial_model(cfg: ModelConfig, tokenizer, seed: int, observation_space
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
     else:
+        # GPT-2's tanh GELU (its default "gelu_new") as one fused kernel instead of eight elementwise ops: the same
+        # function, and about an eighth of a pixel training step on 2 CPUs (benchmarks/RESULTS.md, pixel step)
         shape = {"vocab_size": len(tokenizer), "n_positions": cfg.max_length, "n_embd": cfg.n_embd,
                  "n_layer": cfg.n_layer, "n_head": cfg.n_head, "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout,
-                 "attn_pdrop": cfg.dropout, "bos_token_id": tokenizer.eos_token_id,
-                 "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+                 "attn_pdrop": cfg.dropout, "activation_function": "gelu_pytorch_tanh",
+                 "bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                 "pad_token_id": tokenizer.pad_token_id}
         if observation_space is not None:
             stats = proprio_stats or {}
             model = pixel_model.PixelGPT(pixel_model.PixelGPTConfig(

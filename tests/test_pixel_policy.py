@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import envs
-from envs.robot.codec import encode_image
+from envs.robot.codec import decode_image, encode_image
 from pipeline.algorithm import step_loss, transitions
 from pipeline.batches import observation_inputs, pad_rows
 from pipeline.config import ModelConfig, TrainConfig
@@ -111,11 +111,9 @@ def test_bellman_indexing_across_robot_steps(codec):
 
 
 def test_padded_batch_packs_images_in_obs_token_order(codec):
-    rows = [row_of(codec, *episode(n, success=False), terminated=False) for n in (2, 4)]
-    batch = batch_of(rows, codec.tokenizer.pad_token_id)
-    from envs.robot.codec import decode_image
-
-    expected = [decode_image(png) for r in rows for png in r["obs_images"]]
+    episodes = [episode(n, success=False) for n in (2, 4)]
+    batch = batch_of([row_of(codec, *e, terminated=False) for e in episodes], codec.tokenizer.pad_token_id)
+    expected = [o["image"] for observations, _, _ in episodes for o in observations]   # PNG is lossless
     assert int((batch["input_ids"] == codec.observation_id).sum()) == len(expected) == 3 + 5
     assert torch.equal(batch["images"], torch.from_numpy(np.stack(expected)))
     assert batch["proprio"].shape == (8, 4) and batch["proprio"][3, 1].item() == pytest.approx(0.0)
@@ -127,7 +125,6 @@ def test_images_and_actions_round_trip_through_parquet_bit_exactly(tmp_path):
                  rewards=rewards, terminated=True, truncated=False, images=[encode_image(o["image"]) for o in observations])
     pq.write_table(episodes_to_table([ep]), tmp_path / "part-00000.parquet")
     back = episode_from_rows(pq.read_table(tmp_path / "part-00000.parquet").to_pylist())
-    from envs.robot.codec import decode_image
 
     assert all(np.array_equal(decode_image(png), o["image"]) for png, o in zip(back.images, observations))
     assert back.actions == actions and back.observations == ep.observations
@@ -203,6 +200,18 @@ def test_untrained_keypoints_follow_the_scene(codec, space):
         keypoints = spatial_softmax(features)
         assert torch.allclose(spatial_softmax(3.0 * features + 1.0), keypoints, atol=5e-3)  # scale-free
     assert keypoints.std(0).mean() > 0.02
+
+
+def test_spatial_softmax_is_the_expected_coordinate_under_standardised_weights():
+    """keypoint_c = sum_{y,x} softmax(t (f_c - mean f_c) / std f_c)(y, x) * (y, x), on a 2x3 map by hand."""
+    from pipeline.pixel_model import spatial_softmax
+
+    f = torch.tensor([[[[0.0, 1.0, 5.0], [2.0, 0.5, 0.0]]]], dtype=torch.float64) + 7.0  # an offset changes nothing
+    flat = f.flatten()
+    weights = torch.softmax(1.5 * (flat - flat.mean()) / (flat.std() + 1e-5), 0).view(2, 3)
+    y = (weights.sum(1) * torch.tensor([-1.0, 1.0], dtype=torch.float64)).sum()
+    x = (weights.sum(0) * torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)).sum()
+    assert torch.allclose(spatial_softmax(f, 1.5), torch.stack([y, x])[None], atol=1e-12)
 
 
 @pytest.mark.parametrize("stage", ["bc", "qsft"])
@@ -326,7 +335,8 @@ def test_pixel_policy_inputs_never_include_the_privileged_object_positions(codec
                          TASK.unit_rewards(recorded.rewards, recorded.terminated), recorded.terminated, 256)
     attach_observations(codec, row, recorded.observations, recorded.images)
     kept = len(row["obs_images"])   # one per <|obs|> token
-    assert kept > 1 and row["obs_images"] == recorded.images[:kept]
+    decoded = np.stack([decode_image(png) for png in recorded.images[:kept]])
+    assert kept > 1 and np.array_equal(row["obs_images"], decoded)
     proprio = np.stack([json.loads(text)["proprio"] for text in recorded.observations[:kept]])
     np.testing.assert_allclose(row["obs_proprio"].reshape(-1, 4), proprio, atol=1e-6)
 
