@@ -43,12 +43,13 @@ def synthetic_batch(batch: int, length: int, vocab: int, turns: int, seed: int =
             "lengths": torch.full((batch,), length), "terminated": torch.zeros(batch, dtype=torch.bool)}
 
 
-def synthetic_pixel_batch(batch: int, steps: int, tokenizer, space, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Robot-shaped rows: `steps` of (<|obs|>, one bin token per action dimension), then the final <|obs|>, with
-    random images and proprioception packed one per <|obs|>, and a reward on the last action token."""
+def synthetic_pixel_batch(batch: int, steps: int, dims: int, tokenizer, space, seed: int = 0
+                          ) -> dict[str, torch.Tensor]:
+    """Robot-shaped rows: `steps` of (<|obs|>, one bin token per each of `dims` action dimensions), then the final
+    <|obs|>, with random images and proprioception packed one per <|obs|>, and a reward on the last action token."""
     g = torch.Generator().manual_seed(seed)
-    obs_id, first_bin = tokenizer.convert_tokens_to_ids(OBS), tokenizer.convert_tokens_to_ids(OBS) + 1
-    dims = 4
+    obs_id = tokenizer.convert_tokens_to_ids(OBS)
+    first_bin = obs_id + 1  # pipeline.models.build_action_tokenizer: the bins follow <|obs|>
     ids = first_bin + torch.randint(0, len(tokenizer) - first_bin, (batch, steps * (1 + dims) + 1), generator=g)
     ids[:, ::1 + dims] = obs_id
     action = (ids != obs_id).long()
@@ -102,7 +103,7 @@ def main():
         task = envs.get_task("robot_pick")
         tokenizer, space = build_action_tokenizer(task.action_tokenizer), pixel_observation_space(task)
         model = load_initial_model(mcfg, tokenizer, 0, space).to(args.device)
-        batch = synthetic_pixel_batch(args.batch, 30, tokenizer, space)
+        batch = synthetic_pixel_batch(args.batch, 30, task.action_tokenizer.action_dim, tokenizer, space)
     else:
         from transformers import GPT2Config, GPT2LMHeadModel
 
