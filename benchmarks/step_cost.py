@@ -6,7 +6,8 @@ positions. Filtered BC's step is BC's (it trains on fewer rows); ILQL's is one b
 plus the target network's; SPO's is p_theta's pass plus a no-grad pass of pi_0 (the BC model). Prints ms/step,
 tokens/s and each ratio to BC's step (goal: Q-SFT <= 1.4x BC). With `--pixels` the model is the robot tasks'
 PixelGPT (`pipeline.models.load_initial_model`, as the stages build it) on pick-shaped episodes: 30 steps of an
-`<|obs|>` (a 64x64 image + proprioception) and 4 action bins, so `--batch 32` is the `cpu` preset's step.
+`<|obs|>` (a 64x64 image + proprioception) and 4 action bins, so `--batch 32` is the `cpu` preset's step. Memory is
+kept as the training workers keep it (`pipeline.allocator`; `benchmarks/allocator.py` measures what that buys).
 
     python benchmarks/step_cost.py [--model tiny|small|gpt2-medium] [--device cuda --bf16] [--pixels]
 """
@@ -19,6 +20,7 @@ import time
 import torch
 
 from pipeline.algorithm import step_loss, support_size_bound
+from pipeline.allocator import keep_freed_memory
 from pipeline.config import MODEL_PRESETS, ModelConfig, TrainConfig, apply_overrides
 from pipeline.models import TokenLogits, TokenValues, new_value_heads
 from pipeline.support import top_support
@@ -83,6 +85,55 @@ def make_step(cfg, batch, policy, target, behaviour, optimizer, autocast):
     return one
 
 
+def pixel_setup(mcfg: ModelConfig, batch: int, device: str = "cpu"):
+    """The robot tasks' PixelGPT as the stages build it, and a pick-shaped batch of `batch` episodes."""
+    import envs
+    from pipeline.models import build_action_tokenizer, load_initial_model
+    from pipeline.train import pixel_observation_space
+
+    task = envs.get_task("robot_pick")
+    tokenizer, space = build_action_tokenizer(task.action_tokenizer), pixel_observation_space(task)
+    model = load_initial_model(mcfg, tokenizer, 0, space).to(device)
+    rows = synthetic_pixel_batch(batch, 30, task.action_tokenizer.action_dim, tokenizer, space)
+    return model, {k: v.to(device) for k, v in rows.items()}
+
+
+def text_setup(mcfg: ModelConfig, batch: int, length: int, device: str = "cpu"):
+    """A GPT-2 of the model preset's shape and a Wordle-shaped batch."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=mcfg.vocab_size, n_positions=mcfg.max_length,
+                                       n_embd=mcfg.n_embd, n_layer=mcfg.n_layer, n_head=mcfg.n_head,
+                                       bos_token_id=0, eos_token_id=0)).to(device)
+    rows = synthetic_batch(batch, min(length, mcfg.max_length), mcfg.vocab_size, 6)
+    return model, {k: v.to(device) for k, v in rows.items()}
+
+
+def method_steps(mcfg: ModelConfig, model, batch: dict[str, torch.Tensor], bf16: bool = False) -> dict:
+    """name -> a function that runs one optimizer step of that method on `batch` and returns its seconds."""
+    device = batch["input_ids"].device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    target = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
+    behaviour = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
+    support = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps), TrainConfig().support_eps)
+    supported = {**batch, "pi_beta_ids": support.ids, "pi_beta_logp": support.log_probs}  # as pipeline.support stores
+    ilql = TokenValues(model, new_value_heads(model).to(device))
+    q0 = torch.zeros(len(batch["input_ids"]), device=device)  # SPO's Q0_hat per row (its value does not change the cost)
+    variants = {"bc": ("bc", batch, TokenLogits(model), target),
+                "filtered_bc": ("filtered_bc", batch, TokenLogits(model), target),
+                "qsft (pi_beta online)": ("qsft", batch, TokenLogits(model), target),
+                "qsft (pi_beta precomputed)": ("qsft", supported, TokenLogits(model), target),
+                "ilql": ("ilql", batch, ilql, copy.deepcopy(ilql).requires_grad_(False)),
+                "spo": ("spo", {**batch, "q0": q0}, TokenLogits(model), None)}
+    steps = {}
+    for name, (stage, data, policy, policy_target) in variants.items():
+        optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
+        steps[name] = make_step(TrainConfig(stage=stage, model=mcfg), data, policy, policy_target, behaviour,
+                                optimizer, autocast)
+    return steps
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="tiny", choices=list(MODEL_PRESETS))
@@ -93,47 +144,15 @@ def main():
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--pixels", action="store_true", help="the robot tasks' PixelGPT on pick-shaped episodes")
     args = parser.parse_args()
+    keep_freed_memory()
 
     mcfg = apply_overrides(ModelConfig(), MODEL_PRESETS[args.model])
-    if args.pixels:
-        import envs
-        from pipeline.models import build_action_tokenizer, load_initial_model
-        from pipeline.train import pixel_observation_space
-
-        task = envs.get_task("robot_pick")
-        tokenizer, space = build_action_tokenizer(task.action_tokenizer), pixel_observation_space(task)
-        model = load_initial_model(mcfg, tokenizer, 0, space).to(args.device)
-        batch = synthetic_pixel_batch(args.batch, 30, task.action_tokenizer.action_dim, tokenizer, space)
-    else:
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        torch.manual_seed(0)
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=mcfg.vocab_size, n_positions=mcfg.max_length,
-                                           n_embd=mcfg.n_embd, n_layer=mcfg.n_layer, n_head=mcfg.n_head,
-                                           bos_token_id=0, eos_token_id=0)).to(args.device)
-        batch = synthetic_batch(args.batch, min(args.length, mcfg.max_length), mcfg.vocab_size, 6)
-    batch = {k: v.to(args.device) for k, v in batch.items()}
+    model, batch = pixel_setup(mcfg, args.batch, args.device) if args.pixels else text_setup(mcfg, args.batch,
+                                                                                              args.length, args.device)
     length = batch["input_ids"].shape[1]
-    autocast = torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16, enabled=args.bf16)
     tokens = batch["attention_mask"].sum().item()
-
-    target = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
-    behaviour = TokenLogits(copy.deepcopy(model).eval().requires_grad_(False))
-    support = top_support(behaviour, batch, support_size_bound(TrainConfig().support_eps), TrainConfig().support_eps)
-    supported = {**batch, "pi_beta_ids": support.ids, "pi_beta_logp": support.log_probs}  # as pipeline.support stores
-    ilql = TokenValues(model, new_value_heads(model).to(args.device))
-    q0 = torch.zeros(args.batch, device=args.device)  # SPO's Q0_hat per row (its value does not change the cost)
-    variants = {"bc": ("bc", batch, TokenLogits(model), target),
-                "filtered_bc": ("filtered_bc", batch, TokenLogits(model), target),
-                "qsft (pi_beta online)": ("qsft", batch, TokenLogits(model), target),
-                "qsft (pi_beta precomputed)": ("qsft", supported, TokenLogits(model), target),
-                "ilql": ("ilql", batch, ilql, copy.deepcopy(ilql).requires_grad_(False)),
-                "spo": ("spo", {**batch, "q0": q0}, TokenLogits(model), None)}
-    steps, times = {}, {name: [] for name in variants}
-    for name, (stage, data, policy, policy_target) in variants.items():
-        optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-5)
-        steps[name] = make_step(TrainConfig(stage=stage, model=mcfg), data, policy, policy_target, behaviour,
-                                optimizer, autocast)
+    steps = method_steps(mcfg, model, batch, args.bf16)
+    times = {name: [] for name in steps}
     for i in range(args.iters + 3):  # alternate the variants so load on the machine hits them alike
         for stage, step in steps.items():
             seconds = step()

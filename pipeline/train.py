@@ -33,6 +33,7 @@ import torch
 import envs
 from envs import Task
 from pipeline import algorithm
+from pipeline.allocator import keep_freed_memory
 from pipeline.batches import PadBatch
 from pipeline.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
 from pipeline.models import (
@@ -171,6 +172,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))  # fractional CPUs: don't oversubscribe cores
+    keep_freed_memory()
     torch.manual_seed(cfg.seed + rank)
     tokenizer = load_tokenizer(config["tokenizer_dir"])
     checkpoint = ray.train.get_checkpoint()
