@@ -1,8 +1,8 @@
-"""What keeping freed memory (`pipeline.allocator.keep_freed_memory`, set in every training worker) buys a pixel
-training step (or, with `--text`, a text one), against glibc's default allocator, side by side: each round runs
-the BC and Q-SFT steps of `step_cost.py --pixels` (`step_cost.py`) in two fresh processes, one per allocator, in
-alternating order. Prints each step's median wall time, kernel time and minor page faults, and the ratio
-kept / default.
+"""What keeping freed memory (`pipeline.allocator.keep_freed_memory`, set in every training worker) buys a
+training step, against glibc's default allocator, side by side: each round builds `step_cost.py`'s pixel model
+and pick-shaped batch (or, with `--text`, its text ones) in two fresh processes, one per allocator, in alternating
+order, and times the BC and Q-SFT steps. Prints each step's median wall time, kernel time and minor page faults,
+and the ratio kept / default.
 
     python benchmarks/allocator.py [--batch 32] [--iters 8] [--rounds 2] [--text]
 """
