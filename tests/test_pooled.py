@@ -1,0 +1,33 @@
+"""benchmarks/pooled.py's paired comparison against values computed by hand."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("pooled", pathlib.Path(__file__).parents[1] / "benchmarks" / "pooled.py")
+pooled = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pooled)
+
+
+def test_paired_difference_by_hand():
+    # pairs (first, second): (1,1) (1,0) (0,1) (0,1) (0,0): second alone solves 2, first alone 1, of n = 5
+    p = pooled.paired_difference([True, True, False, False, False], [True, False, True, True, False])
+    assert (p["pairs"], p["only_second"], p["only_first"]) == (5, 2, 1)
+    assert p["difference"] == pytest.approx(0.2)
+    half = 1.96 * ((3 / 5 - 0.2 ** 2) / 5) ** 0.5          # 1.96 * sqrt(0.112) = 0.65594
+    assert (p["low"], p["high"]) == (pytest.approx(0.2 - half), pytest.approx(0.2 + half))
+    assert half == pytest.approx(0.65594, abs=1e-5)
+    assert p["mcnemar_p"] == pytest.approx(1.0)             # 2 * (C(3,0) + C(3,1)) / 2^3, capped at 1
+
+
+def test_mcnemar_exact_tail():
+    # five discordant pairs, all the second's: 2 * (1/2)^5
+    p = pooled.paired_difference([False] * 5 + [True] * 3, [True] * 5 + [True] * 3)
+    assert p["mcnemar_p"] == pytest.approx(0.0625)
+    assert p["difference"] == pytest.approx(5 / 8)
+
+
+def test_unmatched_episodes_are_refused():
+    with pytest.raises(ValueError, match="matched episodes"):
+        pooled.paired_difference([True, False], [True])
