@@ -50,21 +50,16 @@ def main() -> None:
     names = args.policies.split(",")
     if len(names) != 2:
         raise SystemExit("--policies names two policies, e.g. bc,qsft")
-    matched: dict[str, list[bool]] = {name: [] for name in names}
+    records = {(run, name): load_records(os.path.join(run, "eval", name)) for run in args.runs for name in names}
     for name in names:
-        pooled = []
-        for run in args.runs:
-            records = load_records(os.path.join(run, "eval", name))
-            pooled += records
-            s = summarize(records)
-            print(f"{name:5s} {run}: {100 * s['success_rate']:.1f}% [{100 * s['success_ci_low']:.1f}, "
+        for label, rows in [(run, records[run, name]) for run in args.runs] + [
+                ("pooled", [r for run in args.runs for r in records[run, name]])]:
+            s = summarize(rows)
+            print(f"{name:5s} {label}: {100 * s['success_rate']:.1f}% [{100 * s['success_ci_low']:.1f}, "
                   f"{100 * s['success_ci_high']:.1f}], n={s['episodes']}")
-        s = summarize(pooled)
-        print(f"{name:5s} pooled: {100 * s['success_rate']:.1f}% [{100 * s['success_ci_low']:.1f}, "
-              f"{100 * s['success_ci_high']:.1f}], n={s['episodes']}")
+    matched: dict[str, list[bool]] = {name: [] for name in names}
     for run in args.runs:
-        by_episode = {name: {r["episode"]: bool(r["success"]) for r in load_records(os.path.join(run, "eval", name))}
-                      for name in names}
+        by_episode = {name: {r["episode"]: bool(r["success"]) for r in records[run, name]} for name in names}
         if by_episode[names[0]].keys() != by_episode[names[1]].keys():
             raise SystemExit(f"{run}: {names[0]} and {names[1]} were evaluated on different episodes")
         for episode in sorted(by_episode[names[0]]):
