@@ -85,10 +85,10 @@ def _robot(cpu_steps: int, targets: dict[str, bool], temperatures: tuple[float, 
         "cpu": {"collect": {"episodes": 1000}, "train": {**_ONE_WORKER, "log_every": 50},
                 "bc": {"epochs": 40, "max_steps": cpu_steps},
                 "qsft": {"epochs": 40, "max_steps": cpu_steps, **qsft},
-                "eval": {"num_episodes": 100, "num_validation_episodes": 200, "envs_per_actor": 10,
+                "eval": {"num_episodes": 300, "num_validation_episodes": 200, "envs_per_actor": 10,
                          "temperatures": temperatures, "betas": (4.0, 16.0), **_ROBOT_SUPPORT}},
         "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": qsft,
-                "eval": {"num_episodes": 100, **_ROBOT_SUPPORT}},
+                "eval": {"num_episodes": 300, **_ROBOT_SUPPORT}},
     }
 
 

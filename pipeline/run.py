@@ -158,7 +158,9 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
     timings_path = os.path.join(out, STAGE_SECONDS_FILE)
     timings: dict[str, float] = _read_json(timings_path)
 
-    configs = {"collect": collect_cfg, "bc": bc_cfg, "qsft": qsft_cfg, "select": eval_cfg, "eval_bc": eval_cfg,
+    # The selection is made on validation instances, so the held-out episode count is not part of what it is made with.
+    validation_cfg = dataclasses.replace(eval_cfg, num_episodes=EvalConfig.num_episodes)
+    configs = {"collect": collect_cfg, "bc": bc_cfg, "qsft": qsft_cfg, "select": validation_cfg, "eval_bc": eval_cfg,
                "eval_qsft": eval_cfg}
 
     def inputs(key: str) -> dict[str, str | None]:

@@ -17,7 +17,7 @@ import envs
 from envs.base import play
 from envs.robot.actions import ActionTokenizer
 from envs.robot.codec import decode_image, encode_image
-from envs.robot.env import RobotEnv, RobotPickEnv, RobotPlaceEnv
+from envs.robot.env import NUM_EVAL_INSTANCES, RobotEnv, RobotPickEnv, RobotPlaceEnv
 from envs.robot.goals import LIFT_HEIGHT, PLACE_RADIUS
 from envs.robot.scene import FINGER_OPEN, HALF
 
@@ -48,7 +48,7 @@ def test_env_checker_passes_without_warnings(name):
 @pytest.mark.parametrize("name, max_steps", [("robot_pick", 30), ("robot_place", 40)])
 def test_task_record(name, max_steps):
     task = envs.get_task(name)
-    assert task.name == name and task.max_steps == max_steps and task.num_eval_instances == 100
+    assert task.name == name and task.max_steps == max_steps and task.num_eval_instances == NUM_EVAL_INSTANCES == 300
     assert task.unit_rewards([0.0, 0.0, 1.0], True) == [0.0, 0.0, 1.0]
     assert task.success([0.0, 0.0, 1.0], True) and not task.success([0.0] * max_steps, False)
     assert task.normalizer.worst == 0.0 and 0.0 < task.normalizer.average < task.normalizer.best <= 1.0
@@ -99,7 +99,7 @@ def test_train_draws_are_seeded_and_eval_is_held_out(robot_envs):
     train_info = env.reset(seed=0, options={"split": "train", "index": 3})[1]
     assert eval_info["target_pos"] != train_info["target_pos"]
     with pytest.raises(ValueError):
-        env.reset(seed=0, options={"split": "eval", "index": 100})
+        env.reset(seed=0, options={"split": "eval", "index": NUM_EVAL_INSTANCES})
 
 
 def test_solver_pick_lifts_the_grasped_cube(robot_envs):

@@ -84,6 +84,11 @@ def test_a_stage_made_with_another_config_is_redone_with_what_follows(tmp_path, 
     assert "[select] redone: config changed since" in capsys.readouterr().out
 
     ran.clear()
+    held_out = {"eval": {"betas": [1.0, 2.0], "num_episodes": 7}}
+    run_pipeline("wordle", str(tmp_path), overrides=held_out, stages=stages, progress=False)
+    assert ran == []                                             # the selection is made on validation instances
+
+    ran.clear()
     (tmp_path / "qsft" / "left_by_an_earlier_run").write_text("")
     run_pipeline("wordle", str(tmp_path), overrides={**grid, "qsft": {"gamma": 0.9}}, stages=stages, progress=False)
     assert ran == ["qsft", "select"]                             # Q-SFT started over, and the selection from it
