@@ -1,6 +1,6 @@
 """Pool the held-out evaluations of several runs (seeds) of one task, and compare two policies pair by pair.
 
-    python benchmarks/pooled.py RUN [RUN ...] [--policies bc,qsft]
+    python benchmarks/pooled.py RUN [RUN ...] [--policies bc,qsft] [--episodes START:STOP]
 
 Each RUN is a pipeline output folder (`<RUN>/eval/<policy>/`, as `benchmarks/learning.py --out` writes it). Prints,
 per policy, each run's and the pooled success rate with its 95% Wilson interval (`pipeline.evaluate.summarize`),
@@ -11,7 +11,8 @@ policies play an episode index on the same instance and seed, so
 
 with n_10 the pairs only the second policy solves and n_01 those only the first solves, and McNemar's exact
 two-sided p = min(1, 2 P(X <= min(n_10, n_01))), X ~ Binomial(n_10 + n_01, 1/2). Pairs share their layout across
-runs when the runs share a held-out split; the pooled intervals treat the episodes as independent.
+runs when the runs share a held-out split; the pooled intervals treat the episodes as independent. `--episodes`
+keeps the episode indices in [START, STOP) of every run, e.g. the instances a split gained after a result was seen.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def paired_difference(first: list[bool], second: list[bool]) -> dict[str, float]
             "low": d - half, "high": d + half, "mcnemar_p": min(1.0, 2 * tail)}
 
 
+def episode_span(text: str) -> range:
+    """"START:STOP" (either may be left out) -> the episode indices START <= i < STOP."""
+    start, sep, stop = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--episodes takes START:STOP, got {text!r}")
+    return range(int(start or 0), int(stop) if stop else 2**31)
+
+
 def main() -> None:
     from pipeline.evaluate import summarize
     from pipeline.report import load_records
@@ -46,11 +55,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--policies", default="bc,qsft", help="two policies' eval folders, the baseline first")
+    parser.add_argument("--episodes", type=episode_span, default=range(2**31), help="START:STOP, episodes kept")
     args = parser.parse_args()
     names = args.policies.split(",")
     if len(names) != 2:
         raise SystemExit("--policies names two policies, e.g. bc,qsft")
-    records = {(run, name): load_records(os.path.join(run, "eval", name)) for run in args.runs for name in names}
+    records = {(run, name): [r for r in load_records(os.path.join(run, "eval", name)) if r["episode"] in args.episodes]
+               for run in args.runs for name in names}
     for name in names:
         for label, rows in [(run, records[run, name]) for run in args.runs] + [
                 ("pooled", [r for run in args.runs for r in records[run, name]])]:

@@ -1,5 +1,6 @@
 """benchmarks/pooled.py's paired comparison against values computed by hand."""
 
+import argparse
 import importlib.util
 import pathlib
 
@@ -31,3 +32,11 @@ def test_mcnemar_exact_tail():
 def test_unmatched_episodes_are_refused():
     with pytest.raises(ValueError, match="matched episodes"):
         pooled.paired_difference([True, False], [True])
+
+
+def test_episode_span():
+    assert pooled.episode_span("100:300") == range(100, 300)
+    assert 10**6 in pooled.episode_span("100:") and 99 not in pooled.episode_span("100:")
+    assert pooled.episode_span(":100") == range(100)
+    with pytest.raises(argparse.ArgumentTypeError, match="START:STOP"):
+        pooled.episode_span("100")
