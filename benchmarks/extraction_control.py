@@ -11,7 +11,9 @@ decoding, beta and support (its `select/selection.json`):
   which is also played alone, decoded as BC is (how far BC moves with its seed).
 
 It is played on the validation instances the choice was made on and on the held-out split, beside BC's and
-Q-SFT's figures from the run, and written to RUN/extraction_control[-NAME].json:
+Q-SFT's figures from the run, and written to RUN/extraction_control[-NAME].json; the control's held-out records go to
+RUN/eval/control[-NAME]/, beside BC's and Q-SFT's, so that `benchmarks/pooled.py RUN --policies qsft,control-NAME`
+compares it with Q-SFT episode by episode:
 
     python benchmarks/extraction_control.py --task robot_pick --run RUN --preset cpu [--q OTHER/bc/checkpoint]
 
@@ -31,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def main(argv: list[str] | None = None) -> dict:
     from pipeline.evaluate import EvalPool, summarize
     from pipeline.policy import PolicySpec
+    from pipeline.report import save_records
     from pipeline.run import stage_configs
     from pipeline.runtime import init_ray
     from pipeline.select import SELECTION_FILE
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--name", default="", help="suffix of the result file, e.g. seed1")
     args = parser.parse_args(argv)
     eval_cfg = stage_configs(args.task, args.preset, {})[3]
+    suffix = f"-{args.name}" if args.name else ""
     with open(os.path.join(args.run, "select", SELECTION_FILE)) as f:
         chosen = json.load(f)
     bc = os.path.join(args.run, "bc", "checkpoint")
@@ -58,7 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
                                   label="q")
     with EvalPool(args.task, eval_cfg) as pool:
         for split in ("validation", "eval"):
-            result[f"control_{split}"] = summarize(pool.evaluate(spec, eval_cfg.seed, split))
+            records = pool.evaluate(spec, eval_cfg.seed, split)
+            result[f"control_{split}"] = summarize(records)
+            if split == "eval":
+                save_records(os.path.join(args.run, "eval", "control" + suffix), records,
+                             {"policy": "control", "q": spec.q})
             if alone:  # the second model as a policy of its own, decoded as BC is
                 result[f"q_alone_{split}"] = summarize(pool.evaluate(alone, eval_cfg.seed, split))
     validation = {row["policy"]: row for row in chosen["validation"]
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
             cells.append(f"q alone {q_alone['score']:.1f} ± {q_alone['score_ci']:.1f}")
         print(f"  {split:10s} {', '.join(cells)}, control pi_beta*exp(beta*p_q) "
               f"{control['score']:.1f} ± {control['score_ci']:.1f} (n={control['episodes']})")
-    with open(os.path.join(args.run, f"extraction_control{'-' + args.name if args.name else ''}.json"), "w") as f:
+    with open(os.path.join(args.run, f"extraction_control{suffix}.json"), "w") as f:
         json.dump(result, f, indent=1)
     return result
 
