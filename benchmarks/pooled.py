@@ -32,9 +32,9 @@ def paired_difference(first: list[bool], second: list[bool]) -> dict[str, float]
     n = len(first)
     only_second = sum(b and not a for a, b in zip(first, second))
     only_first = sum(a and not b for a, b in zip(first, second))
-    d = (only_second - only_first) / n
-    half = 1.96 * math.sqrt(max(0.0, (only_second + only_first) / n - d * d) / n)
     discordant = only_second + only_first
+    d = (only_second - only_first) / n
+    half = 1.96 * math.sqrt(max(0.0, discordant / n - d * d) / n)
     tail = sum(math.comb(discordant, k) for k in range(min(only_second, only_first) + 1)) / 2 ** discordant
     return {"pairs": n, "only_second": only_second, "only_first": only_first, "difference": d,
             "low": d - half, "high": d + half, "mcnemar_p": min(1.0, 2 * tail)}
@@ -45,7 +45,7 @@ def episode_span(text: str) -> range:
     start, sep, stop = text.partition(":")
     if not sep:
         raise argparse.ArgumentTypeError(f"--episodes takes START:STOP, got {text!r}")
-    return range(int(start or 0), int(stop) if stop else 2**31)
+    return range(int(start or 0), int(stop) if stop else sys.maxsize)
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+")
     parser.add_argument("--policies", default="bc,qsft", help="two policies' eval folders, the baseline first")
-    parser.add_argument("--episodes", type=episode_span, default=range(2**31), help="START:STOP, episodes kept")
+    parser.add_argument("--episodes", type=episode_span, default=":", help="START:STOP, the episodes kept (all)")
     args = parser.parse_args()
     names = args.policies.split(",")
     if len(names) != 2:
