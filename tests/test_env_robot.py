@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import warnings
 
 import gymnasium
 import numpy as np
 import pybullet as p
+import pybullet_data
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.base import play
+from envs.robot import scene
 from envs.robot.actions import ActionTokenizer
 from envs.robot.codec import decode_image, encode_image
 from envs.robot.env import NUM_EVAL_INSTANCES, RobotEnv, RobotPickEnv, RobotPlaceEnv
 from envs.robot.goals import LIFT_HEIGHT, PLACE_RADIUS
 from envs.robot.scene import FINGER_OPEN, HALF
+from envs.robot.scene import PANDA_URDF as LIGHT_URDF
 
 TASKS = ["robot_pick", "robot_place"]
 ENV_CLASSES = {"robot_pick": RobotPickEnv, "robot_place": RobotPlaceEnv}
@@ -162,6 +167,45 @@ def test_close_disconnects_only_its_own_client():
     second.reset(seed=0)
     assert second.step(second.action_space.sample())[0]["image"].shape == (64, 64, 3)
     second.close()
+
+
+def test_light_panda_moves_like_the_stock_one_and_looks_like_it(monkeypatch):
+    """The scene's Panda (envs/robot/light_panda.py) has the stock URDF's joints, masses and collision meshes,
+    an eighth of its visual triangles, and, after the same actions from the same layout, the same state and a
+    camera view within a shade of the stock Panda's."""
+    stock_urdf = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
+    monkeypatch.setattr(scene, "PANDA_URDF", stock_urdf)
+    stock = RobotPickEnv()
+    monkeypatch.setattr(scene, "PANDA_URDF", LIGHT_URDF)
+    light = RobotPickEnv()
+    body = {name: (env._scene.client, env._scene.robot) for name, env in (("stock", stock), ("light", light))}
+    joints = {name: [p.getJointInfo(robot, j, physicsClientId=c)[:14]
+                     for j in range(p.getNumJoints(robot, physicsClientId=c))] for name, (c, robot) in body.items()}
+    dynamics = {name: [p.getDynamicsInfo(robot, j, physicsClientId=c)[:3] for j in range(-1, 12)]
+                for name, (c, robot) in body.items()}
+    assert joints["stock"] == joints["light"] and dynamics["stock"] == dynamics["light"]
+
+    def visual_triangles(urdf):
+        with open(urdf) as f:
+            meshes = re.findall(r'<visual>.*?filename="(?:package://)?([^"]+)"', f.read(), re.DOTALL)
+        return sum(open(os.path.join(os.path.dirname(urdf), mesh)).read().count("\nf ") for mesh in meshes)
+
+    assert visual_triangles(LIGHT_URDF) < visual_triangles(stock_urdf) / 7
+
+    task = envs.get_task("robot_pick")
+    policy = task.make_behaviour(**task.default_behaviour_params)
+    policy.reset(0)
+    observations = [env.reset(seed=1, options={"split": "train", "index": 1}) for env in (stock, light)]
+    differences = []
+    for _ in range(20):
+        (seen_stock, info), (seen_light, _) = observations
+        np.testing.assert_allclose(seen_stock["proprio"], seen_light["proprio"], atol=1e-6)
+        differences.append(np.abs(seen_stock["image"].astype(int) - seen_light["image"]).mean())
+        action = policy.act(seen_stock, info)
+        observations = [env.step(action)[::4] for env in (stock, light)]
+    assert max(differences) < 3.0, differences   # of 255, averaged over the frame
+    stock.close()
+    light.close()
 
 
 def test_image_codec_round_trip_is_bit_exact(robot_envs):

@@ -14,10 +14,10 @@ without collision. Each scene owns its pybullet client, so several scenes can sh
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pybullet as p
-import pybullet_data
 
 from envs.robot.layout import Layout, Pose2D
 
@@ -29,6 +29,9 @@ HALF = 0.025                          # half edge of the cubes, radius and half 
 MARKER_RADIUS = 0.045
 FINGER_OPEN = 0.04                    # per finger; the opening is the sum of both fingers
 IMAGE_SIZE = 64
+# pybullet_data's Panda with visual meshes of a tenth of the triangles (envs/robot/light_panda.py): the CPU
+# renderer's time goes per triangle.
+PANDA_URDF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "panda", "panda.urdf")
 
 _ARM_JOINTS = list(range(7))
 _FINGER_JOINTS = [9, 10]
@@ -60,7 +63,6 @@ class Scene:
         if self.client < 0:
             raise RuntimeError("could not start a pybullet DIRECT client")
         c = self.client
-        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=c)
         p.setGravity(0.0, 0.0, -9.81, physicsClientId=c)
         p.setTimeStep(TIME_STEP, physicsClientId=c)
         p.setPhysicsEngineParameter(deterministicOverlappingPairs=1, physicsClientId=c)
@@ -71,7 +73,7 @@ class Scene:
                                 visualFramePosition=[0.0, 0.0, -0.001], physicsClientId=c),
             physicsClientId=c,
         )
-        self.robot = p.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=c)
+        self.robot = p.loadURDF(PANDA_URDF, useFixedBase=True, physicsClientId=c)
         for finger in _FINGER_JOINTS:
             p.changeDynamics(self.robot, finger, lateralFriction=1.5, physicsClientId=c)
         self.target = self._make_object(p.GEOM_BOX, TARGET_RGBA)
