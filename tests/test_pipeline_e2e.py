@@ -105,14 +105,14 @@ def test_evaluation_is_reproducible_and_survives_a_crashed_actor(maze_run, tmp_p
 
 
 def test_two_trial_sweep_of_a_baseline_trains_real_checkpoints_under_one_mlflow_parent(maze_run):
-    """A training sweep over a baseline stage's own field (filtered BC's top fraction)."""
+    """A training sweep over a baseline stage's own field (filtered BC's top fraction), its two trials at once."""
     from pipeline.sweep import parse_search, run_sweep
 
     out, _ = maze_run
     search = dict([parse_search("filter_top_fraction=[0.3,0.5]")])
     overrides = {"bc": {"max_steps": 4, "log_every": 2}, "eval": FEW_EPISODES}
     results = run_sweep(TASK, str(out), "filtered_bc", search, preset_name="tiny", overrides=overrides,
-                        scheduler="fifo", progress=False)
+                        scheduler="fifo", max_concurrent=2, progress=False)
     assert len(results) == 2 and not results.errors
     sweep = out / "sweeps" / "filter_top_fraction-filtered_bc"
     stages = [json.loads(c.read_text()) for c in sorted((sweep / "trials").glob("*/checkpoint/stage.json"))]
