@@ -1,5 +1,6 @@
 """Writes the light Panda of `envs/robot/data/panda/`: pybullet_data's Franka Panda with visual meshes cut to
-about a tenth of their triangles, so the CPU renderer draws a 64x64 frame ~6x faster.
+about a tenth of their triangles, so the CPU renderer draws a 64x64 frame ~5x faster
+(`benchmarks/render.py`).
 
 pybullet's TinyRenderer spends a frame's time per triangle, not per pixel, and the stock visual meshes hold
 ~101,700 triangles. Each visual mesh is split into its material groups, each group is simplified on its own
@@ -8,7 +9,8 @@ one flat colour: the group's mean colour in the stock texture, stored in a small
 normals are the area-weighted normals of the simplified faces. Collision meshes, the URDF's kinematics and
 dynamics are the stock ones, copied.
 
-Regenerate with `pip install pyfqmr && python -m envs.robot.light_panda` (the output is committed).
+Regenerate with `pip install -e '.[assets]' && python -m envs.robot.light_panda` (the output is committed; the same
+bytes come back).
 """
 
 from __future__ import annotations
@@ -95,12 +97,10 @@ def write_mesh(name: str, groups: list[tuple[np.ndarray, np.ndarray, int]], pale
         f.write("newmtl palette\nKa 1 1 1\nKd 1 1 1\nKs 0.06 0.06 0.06\nd 1\nillum 2\nmap_Kd palette.png\n")
     lines = [f"# {name}: written by envs/robot/light_panda.py", f"mtllib {name}.mtl", f"o {name}", "usemtl palette"]
     offset, count = 0, 0
-    for vertices, triangles, swatch in groups:
-        u = (swatch + 0.5) / palette_size
+    for texture, (vertices, triangles, swatch) in enumerate(groups, start=1):   # one texture coordinate a group
         lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
         lines += [f"vn {x:.5f} {y:.5f} {z:.5f}" for x, y, z in vertex_normals(vertices, triangles)]
-        lines.append(f"vt {u:.6f} 0.5")
-        texture = len([line for line in lines if line.startswith("vt ")])
+        lines.append(f"vt {(swatch + 0.5) / palette_size:.6f} 0.5")
         lines += ["f " + " ".join(f"{offset + i + 1}/{texture}/{offset + i + 1}" for i in tri) for tri in triangles]
         offset += len(vertices)
         count += len(triangles)
