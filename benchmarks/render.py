@@ -8,18 +8,15 @@ frames are from the stock ones (share of pixels that differ at all, mean absolut
 """
 
 import argparse
-import os
 import statistics
 import time
 
 import numpy as np
-import pybullet_data
 
 import envs
 from envs.robot import scene
 from envs.robot.env import RobotPickEnv
-
-STOCK_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
+from envs.robot.light_panda import STOCK_URDF
 
 
 def make_env(urdf: str) -> RobotPickEnv:

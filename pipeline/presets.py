@@ -66,8 +66,8 @@ _ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% mor
 # 18). Pick chooses T on validation; place, whose 60 minutes hold no BC validation runs, decodes at its chosen T=0.5.
 # Pick's BC was held by its training length: resumed from 1,200 steps (loss 1.613) to 1,600 (1.571) and 2,000 (1.531),
 # one seed's BC rose from 30.0 to 48.5 and 56.0 on 200 validation layouts (session 20), so pick trains 2,000 steps per
-# stage (chosen from that validation study; the whole run took 66-74 minutes on this machine with 100 held-out layouts,
-# ~70 with 300, over the 60 it should, 17 of them rendering: LEARNING.md, sessions 22-24) and tries the three
+# stage (chosen from that validation study; with the light Panda the whole run took 67.4 minutes on this machine,
+# training 60.5 of them, rendering 6.1, over the 60 it should: LEARNING.md, session 25) and tries the three
 # temperatures validation has chosen among (0, 0.25 and 0.5 at three seeds; 0.75 and 1 never).
 _ROBOT_SUPPORT = {"support_eps": 0.1}   # Q-SFT's Bellman max and the extraction read the same support
 _ROBOT_QSFT = {**_ROBOT_SUPPORT, "tau": 0.05}

@@ -12,7 +12,6 @@ import warnings
 import gymnasium
 import numpy as np
 import pybullet as p
-import pybullet_data
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -23,6 +22,7 @@ from envs.robot.actions import ActionTokenizer
 from envs.robot.codec import decode_image, encode_image
 from envs.robot.env import NUM_EVAL_INSTANCES, RobotEnv, RobotPickEnv, RobotPlaceEnv
 from envs.robot.goals import LIFT_HEIGHT, PLACE_RADIUS
+from envs.robot.light_panda import STOCK_URDF
 from envs.robot.scene import FINGER_OPEN, HALF
 from envs.robot.scene import PANDA_URDF as LIGHT_URDF
 
@@ -173,8 +173,7 @@ def test_light_panda_moves_like_the_stock_one_and_looks_like_it(monkeypatch):
     """The scene's Panda (envs/robot/light_panda.py) has the stock URDF's joints, masses and collision meshes,
     an eighth of its visual triangles, and, after the same actions from the same layout, the same state and a
     camera view within a shade of the stock Panda's."""
-    stock_urdf = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
-    monkeypatch.setattr(scene, "PANDA_URDF", stock_urdf)
+    monkeypatch.setattr(scene, "PANDA_URDF", STOCK_URDF)
     stock = RobotPickEnv()
     monkeypatch.setattr(scene, "PANDA_URDF", LIGHT_URDF)
     light = RobotPickEnv()
@@ -190,7 +189,7 @@ def test_light_panda_moves_like_the_stock_one_and_looks_like_it(monkeypatch):
             meshes = re.findall(r'<visual>.*?filename="(?:package://)?([^"]+)"', f.read(), re.DOTALL)
         return sum(open(os.path.join(os.path.dirname(urdf), mesh)).read().count("\nf ") for mesh in meshes)
 
-    assert visual_triangles(LIGHT_URDF) < visual_triangles(stock_urdf) / 7
+    assert visual_triangles(LIGHT_URDF) < visual_triangles(STOCK_URDF) / 7
 
     task = envs.get_task("robot_pick")
     policy = task.make_behaviour(**task.default_behaviour_params)

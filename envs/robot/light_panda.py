@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 from collections import defaultdict
 
 import numpy as np
+import pybullet_data
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "panda")
+STOCK_URDF = os.path.join(pybullet_data.getDataPath(), "franka_panda", "panda.urdf")
 VISUAL_MESHES = ("link1", "link2", "link3", "link4", "link5", "link6", "hand", "finger")
 KEEP_FRACTION = 0.1
 _SWATCH = 4                                   # texels per palette colour, so filtering never mixes two
@@ -111,10 +112,9 @@ def write_mesh(name: str, groups: list[tuple[np.ndarray, np.ndarray, int]], pale
 
 def build(out: str = OUT, fraction: float = KEEP_FRACTION) -> dict[str, tuple[int, int]]:
     """Writes the light Panda to `out`; returns {mesh: (stock triangles, light triangles)}."""
-    import pybullet_data
     from PIL import Image
 
-    stock = os.path.join(pybullet_data.getDataPath(), "franka_panda")
+    stock = os.path.dirname(STOCK_URDF)
     texture = np.asarray(Image.open(os.path.join(stock, "meshes", "visual", "colors.png")).convert("RGB"))
     shutil.rmtree(out, ignore_errors=True)
     visual = os.path.join(out, "meshes", "visual")
@@ -133,9 +133,8 @@ def build(out: str = OUT, fraction: float = KEEP_FRACTION) -> dict[str, tuple[in
             swatch += 1
         counts[name] = (sum(len(faces) for faces in groups.values()),
                         write_mesh(name, simplified, palette_size=len(colours), folder=visual))
-    with open(os.path.join(stock, "panda.urdf")) as f:
-        urdf = f.read()
-    urdf = re.sub(r"package://meshes/", "meshes/", urdf)
+    with open(STOCK_URDF) as f:
+        urdf = f.read().replace("package://meshes/", "meshes/")
     declaration, body = urdf.split("\n", 1)
     with open(os.path.join(out, "panda.urdf"), "w") as f:
         f.write(f"{declaration}\n<!-- pybullet_data's franka_panda/panda.urdf, the visual meshes from "
