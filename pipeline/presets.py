@@ -65,26 +65,28 @@ _ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% mor
 # for pick seed 0 (36.5 vs 27.5 / 24.0) and place (19.0 vs 10.5 / 6.0), not pick seed 1 (benchmarks/LEARNING.md, session
 # 18). Pick chooses T on validation; place, whose 60 minutes hold no BC validation runs, decodes at its chosen T=0.5.
 # Pick's BC was held by its training length: resumed from 1,200 steps (loss 1.613) to 1,600 (1.571) and 2,000 (1.531),
-# one seed's BC rose from 30.0 to 48.5 and 56.0 on 200 validation layouts (session 20), so pick trains 2,000 steps per
-# stage (chosen from that validation study; with the light Panda the whole run took 67.4 minutes on this machine,
-# training 60.5 of them, rendering 6.1, over the 60 it should: LEARNING.md, session 25) and tries the three
-# temperatures validation has chosen among (0, 0.25 and 0.5 at three seeds; 0.75 and 1 never).
+# one seed's BC rose from 30.0 to 48.5 and 56.0 on 200 validation layouts (session 20), so pick trains BC 2,000 steps
+# (chosen from that validation study) and tries the three temperatures validation has chosen among (0, 0.25 and 0.5
+# at three seeds; 0.75 and 1 never). 2,000 Q-SFT steps from the random init as well took the whole run to 67.4 minutes
+# (training 60.5 of them; LEARNING.md, session 25), so pick's Q-SFT starts from the BC checkpoint and trains 1,000:
+# adopted by a rule set before its run (validation 60.0 against 64.0, within the latter's 6.7; LEARNING.md, session 26).
 _ROBOT_SUPPORT = {"support_eps": 0.1}   # Q-SFT's Bellman max and the extraction read the same support
 _ROBOT_QSFT = {**_ROBOT_SUPPORT, "tau": 0.05}
 _RETURN_TARGETS = {"smoothing_correction": True, "mc_lower_bound": True}
 
 
-def _robot(cpu_steps: int, targets: dict[str, bool], temperatures: tuple[float, ...]
-           ) -> dict[str, dict[str, dict[str, Any]]]:
-    """A robot task's presets; `cpu` trains BC and Q-SFT for `cpu_steps` steps each on one worker, Q-SFT's
-    Bellman targets with the `targets` options, and decodes at the `temperatures` (chosen on validation)."""
+def _robot(bc_steps: int, qsft_steps: int, targets: dict[str, bool], temperatures: tuple[float, ...],
+           qsft_init: str = "base") -> dict[str, dict[str, dict[str, Any]]]:
+    """A robot task's presets; `cpu` trains BC for `bc_steps` and Q-SFT for `qsft_steps` on one worker, Q-SFT
+    from `qsft_init` with the `targets` options for its Bellman targets, and decodes at the `temperatures` (chosen
+    on validation)."""
     qsft = {**_ROBOT_QSFT, **targets}
     return {
         "tiny": {"collect": {"episodes": 200}, "bc": {"epochs": 40}, "qsft": {"epochs": 40, **qsft},
                  "eval": {"num_episodes": 100, "envs_per_actor": 10, **_ROBOT_SUPPORT}},
         "cpu": {"collect": {"episodes": 1000}, "train": {**_ONE_WORKER, "log_every": 50},
-                "bc": {"epochs": 40, "max_steps": cpu_steps},
-                "qsft": {"epochs": 40, "max_steps": cpu_steps, **qsft},
+                "bc": {"epochs": 40, "max_steps": bc_steps},
+                "qsft": {"epochs": 40, "max_steps": qsft_steps, "init_from": qsft_init, **qsft},
                 "eval": {"num_episodes": 300, "num_validation_episodes": 200, "envs_per_actor": 10,
                          "temperatures": temperatures, "betas": (4.0, 16.0), **_ROBOT_SUPPORT}},
         "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": qsft,
@@ -94,8 +96,8 @@ def _robot(cpu_steps: int, targets: dict[str, bool], temperatures: tuple[float, 
 
 # Place episodes are 40 steps (pick: 30), so a training step costs ~1.9x pick's (1.27 s vs 0.68 s for BC): 800
 # steps per stage keep the whole place pipeline under 60 minutes on 2 cores.
-_TASK["robot_pick"] = _TASK["robot_pick_state"] = _robot(2000, _RETURN_TARGETS, (0.0, 0.25, 0.5))
-_TASK["robot_place"] = _TASK["robot_place_state"] = _robot(800, {}, (0.5,))
+_TASK["robot_pick"] = _TASK["robot_pick_state"] = _robot(2000, 1000, _RETURN_TARGETS, (0.0, 0.25, 0.5), qsft_init="bc")
+_TASK["robot_place"] = _TASK["robot_place_state"] = _robot(800, 800, {}, (0.5,))
 
 
 # Wordle: one token per character (a BPE with no merges: 256 bytes + <|pad|> + <|eot|>), so a guess's letters
