@@ -87,11 +87,10 @@ def submit_to_a_local_cluster(job: str, out: Path, sets: list[str]) -> Submitted
             time.sleep(2)
         job_list = ray_cli("job", "list", "--address", address, env=env, timeout=60).stdout
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
+        # Killed, not stopped: the cluster's state is thrown away, and `ray start --block` takes ~35 s to stop its
+        # processes on SIGTERM. Nothing outlives it (Ray starts its processes to die with their parent).
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
     return SubmittedRun(out, submit, job_list)
 
 
