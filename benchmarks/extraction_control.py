@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     from pipeline.report import save_records
     from pipeline.run import stage_configs
     from pipeline.runtime import init_ray
-    from pipeline.select import SELECTION_FILE
+    from pipeline.select import SELECTION_FILE, apply_selection
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True)
@@ -50,16 +50,12 @@ def main(argv: list[str] | None = None) -> dict:
     with open(os.path.join(args.run, "select", SELECTION_FILE)) as f:
         chosen = json.load(f)
     bc = os.path.join(args.run, "bc", "checkpoint")
-    spec = PolicySpec(checkpoint=bc, q=args.q or bc, beta=chosen["beta"], ratio_form=chosen["ratio_form"],
-                      support_eps=eval_cfg.support_eps, temperature=chosen["temperature"],
-                      ranking=chosen["ranking"], greedy_text=chosen["greedy_text"],
-                      max_action_tokens=eval_cfg.max_action_tokens)
+    decoded = apply_selection(eval_cfg, chosen)
+    spec = PolicySpec.from_config(decoded, bc, args.q or bc)
     init_ray()
     result = {"task": args.task, "run": args.run, "q": args.q or bc,
               "selection": {k: v for k, v in chosen.items() if k != "validation"}}
-    alone = args.q and PolicySpec(checkpoint=args.q, temperature=chosen["temperature"], ranking=chosen["ranking"],
-                                  greedy_text=chosen["greedy_text"], max_action_tokens=eval_cfg.max_action_tokens,
-                                  label="q")
+    alone = args.q and PolicySpec.from_config(decoded, args.q, label="q")
     with EvalPool(args.task, eval_cfg) as pool:
         for split in ("validation", "eval"):
             records = pool.evaluate(spec, eval_cfg.seed, split)

@@ -108,9 +108,10 @@ class EvalConfig:
 
     The extraction and decoding settings are chosen on validation instances, `num_validation_episodes`
     instances of the task's training split, never on the held-out split (`pipeline.select`): BC's
-    temperature, ranking rule and text decoding from `temperatures` x `rankings` x `greedy_texts` (Q-SFT then
-    decodes the same way), then Q-SFT's (beta, ratio_form) from `betas` x `ratio_forms`. An empty grid keeps the
-    single value (`temperature`, `ranking`, `greedy_text`, `beta`, `ratio_form`).
+    temperature, ranking rule, text decoding and support from `temperatures` x `rankings` x `greedy_texts` x
+    `sample_supports` (Q-SFT then decodes the same way), then Q-SFT's (beta, ratio_form) from `betas` x
+    `ratio_forms`. An empty grid keeps the single value (`temperature`, `ranking`, `greedy_text`, `sample_support`,
+    `beta`, `ratio_form`).
     """
 
     num_episodes: int = 100
@@ -128,9 +129,12 @@ class EvalConfig:
     #                                  prod_t pi_beta(a_t|.), or "token", constrained decoding's renormalised tokens
     greedy_text: bool = False        # generate free text (WebShop's search query) greedily, whatever the temperature
     #                                  of the choice among admissible actions
+    sample_support: bool = True      # BC (any checkpoint played as it is) samples over {a : pi_beta(a|s) >
+    #                                  support_eps} too, as Q-SFT's extraction always does (at beta = 0 it is BC)
     rankings: tuple[Ranking, ...] = ()
     temperatures: tuple[float, ...] = ()
     greedy_texts: tuple[bool, ...] = ()
+    sample_supports: tuple[bool, ...] = ()
     betas: tuple[float, ...] = ()
     ratio_forms: tuple[bool, ...] = ()
     max_action_tokens: int = 24

@@ -19,10 +19,10 @@ ILQL's extraction (Snell et al. 2022) reads its Q and V heads instead:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from pipeline.algorithm import action_support
 
 
 def extracted_log_probs(pi_beta_logits: torch.Tensor, q_logits: torch.Tensor, beta: float,
@@ -36,9 +36,14 @@ def extracted_log_probs(pi_beta_logits: torch.Tensor, q_logits: torch.Tensor, be
     bonus = p_theta / log_beta.exp().clamp_min(1e-12) if ratio_form else p_theta
     scores = log_beta + beta * bonus
     if support_eps > 0:
-        outside = (log_beta <= math.log(support_eps)) & (log_beta < log_beta.max(dim=-1, keepdim=True).values)
-        scores = scores.masked_fill(outside, -torch.inf)
+        scores = scores.masked_fill(~action_support(log_beta, support_eps), -torch.inf)
     return F.log_softmax(scores, dim=-1)
+
+
+def on_support(log_probs: torch.Tensor, support_eps: float) -> torch.Tensor:
+    """log pi_beta(.|s) renormalised over its support {a : pi_beta(a|s) > support_eps} (the most likely always
+    stays): BC sampled where Q-SFT's extraction samples, so that the extraction at beta = 0 is this policy."""
+    return F.log_softmax(log_probs.masked_fill(~action_support(log_probs, support_eps), -torch.inf), dim=-1)
 
 
 def ilql_log_probs(pi_beta_logits: torch.Tensor, q_values: torch.Tensor, value: torch.Tensor, beta: float

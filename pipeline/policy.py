@@ -20,7 +20,6 @@ mask (`block_mask`) that lets each candidate see its context and its own tokens 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -29,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from pipeline.algorithm import action_support
 from pipeline.candidates import constrained_log_probs, continuations, trie
 from pipeline.config import Ranking
-from pipeline.extraction import extracted_log_probs, ilql_log_probs
+from pipeline.extraction import extracted_log_probs, ilql_log_probs, on_support
 from pipeline.models import load_model, load_tokenizer, load_value_heads
 from pipeline.tokenize import ActionCodec, TurnCodec, make_codec
 
@@ -65,9 +65,11 @@ class PolicySpec:
     @classmethod
     def from_config(cls, cfg, checkpoint: str, q: str | None = None, extraction: str = "qsft", label: str = ""
                     ) -> PolicySpec:
-        """A checkpoint's own policy (no `q`) or an extraction with an EvalConfig's decoding and extraction settings."""
+        """A checkpoint's own policy (no `q`) or an extraction with an EvalConfig's decoding and extraction settings;
+        an extraction always reads pi_beta's support, a checkpoint's own policy where `cfg.sample_support`."""
+        support_eps = cfg.support_eps if q is not None or cfg.sample_support else 0.0
         return cls(checkpoint=checkpoint, q=q, extraction=extraction, label=label, beta=cfg.beta,
-                   ratio_form=cfg.ratio_form, support_eps=cfg.support_eps, temperature=cfg.temperature,
+                   ratio_form=cfg.ratio_form, support_eps=support_eps, temperature=cfg.temperature,
                    ranking=cfg.ranking, greedy_text=cfg.greedy_text, max_action_tokens=cfg.max_action_tokens)
 
     @classmethod
@@ -158,7 +160,8 @@ class LMPolicy:
         if disallowed is not None:
             pi_beta_logits = pi_beta_logits.masked_fill(disallowed, -torch.inf)
         if q_scores is None:
-            return F.log_softmax(pi_beta_logits.float(), dim=-1)
+            log_beta = F.log_softmax(pi_beta_logits.float(), dim=-1)
+            return on_support(log_beta, self.spec.support_eps) if self.spec.support_eps > 0 else log_beta
         if self.heads is not None:
             return ilql_log_probs(pi_beta_logits, *q_scores, self.spec.beta)
         return extracted_log_probs(pi_beta_logits, q_scores, self.spec.beta, self.spec.ratio_form,
@@ -327,8 +330,9 @@ class LMPolicy:
         form), ILQL's Q head at a_L (and V its value head at s). After a complete action pi_beta(<|eot|>) ~ 1, so
         Q-SFT's value is not divided by the candidate's own small and imprecise pi_beta(a|s), as the token-level
         ratio at its first token is; and summing token-level extracted log-probabilities instead would favour the
-        shortest candidate wherever the model is unsure. Candidates with pi_beta(a|s) <= support_eps, normalised
-        over the candidates, score -inf (the most likely always stays), as tokens do in `extracted_log_probs`.
+        shortest candidate wherever the model is unsure. With `support_eps` (always for an extraction, for BC where
+        chosen), candidates with pi_beta(a|s) <= support_eps, normalised over the candidates, score -inf (the most
+        likely always stays), as tokens do in `extracted_log_probs` and `on_support`.
 
         All contexts and candidates go through one forward per model: each context's new tokens (with `caches`,
         those since the last call) and then its candidates a_<L side by side, each attending to the context only.
@@ -365,11 +369,9 @@ class LMPolicy:
         out, offset = [], 0
         for acts in actions:
             game = scores[offset: offset + len(acts)]
+            if self.spec.support_eps > 0 and len(acts):
+                game = game.masked_fill(~action_support(game, self.spec.support_eps), -torch.inf)
             if self.q is not None and len(acts):
-                if self.spec.support_eps > 0:
-                    normalised = game - game.logsumexp(0)
-                    outside = (normalised <= math.log(self.spec.support_eps)) & (normalised < normalised.max())
-                    game = game.masked_fill(outside, -torch.inf)
                 game = game + self.spec.beta * values[offset: offset + len(acts)]
             out.append(game.tolist())
             offset += len(acts)

@@ -50,6 +50,12 @@ _TASK: dict[str, dict[str, dict[str, Any]]] = {
 
 _ONE_WORKER = {"num_workers": 1, "cpus_per_worker": 2.0}  # on 2 cores, ~20% more samples/s than 2 DDP workers
 
+# Wherever BC's temperature is chosen on validation, so is whether it samples over pi_beta's support {pi_beta >
+# support_eps}, where Q-SFT's extraction always samples (ties: over the support, so that Q-SFT at beta = 0 is BC).
+# Sampled over every action, BC scored 13.9 points below that on the demo's maze and 10 on place, held-out
+# (benchmarks/LEARNING.md, session 27): comparisons made without it credited Q-SFT with a decoding.
+_BC_SUPPORTS = {"sample_supports": (True, False)}
+
 # Robot episodes are short sequences (1 + 4 tokens a step, <= 201 tokens) over an 18-token vocabulary (15 bins per
 # action dimension: the behaviour's noise, 0.3 of the action range, is then ~2 bins, and greedy bins land nearer its
 # intended action than with 64; benchmarks/LEARNING.md, robot pick), but every step costs a rendered physics step to
@@ -90,7 +96,7 @@ def _robot(bc_steps: int, qsft_steps: int, targets: dict[str, bool], temperature
                 "bc": {"epochs": 40, "max_steps": bc_steps},
                 "qsft": {"epochs": 40, "max_steps": qsft_steps, "init_from": qsft_init, **qsft},
                 "eval": {"num_episodes": 300, "num_validation_episodes": 200, "envs_per_actor": 10,
-                         "temperatures": temperatures, "betas": (4.0, 16.0), **_ROBOT_SUPPORT}},
+                         "temperatures": temperatures, "betas": (4.0, 16.0), **_ROBOT_SUPPORT, **_BC_SUPPORTS}},
         "gpu": {"collect": {"episodes": 10000}, "train": {"model": "small"}, "qsft": qsft,
                 "eval": {"num_episodes": 300, **_ROBOT_SUPPORT}},
     }
@@ -108,7 +114,7 @@ _TASK["wordle"] = {
     "cpu": {"train": {**_ONE_WORKER, "model.architecture": "llama", "model.vocab_size": 258, "model.max_length": 320},
             "bc": {"max_steps": 1000}, "qsft": {"max_steps": 800},
             "eval": {"num_episodes": 200, "num_validation_episodes": 100, "temperatures": (0.0, 1.0),
-                     "betas": (4.0, 16.0), "ratio_forms": (False, True)}},
+                     "betas": (4.0, 16.0), "ratio_forms": (False, True), **_BC_SUPPORTS}},
 }
 
 # Maze (the demo; the small maze below is the learning test). Whole episodes fit in 256 tokens. gamma = 0.9 makes a
@@ -125,7 +131,7 @@ _MAZE_QSFT = {"gamma": 0.9, "support_eps": 0.1, "tau": 0.05}
 # ratio is precise (benchmarks/LEARNING.md, action-level backup).
 _ACTION_BACKUP = {"backup": "action"}
 _MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps": 0.1, "temperatures": (0.0, 1.0),
-              "betas": (16.0, 64.0, 256.0, 1024.0), "ratio_forms": (True,)}
+              "betas": (16.0, 64.0, 256.0, 1024.0), "ratio_forms": (True,), **_BC_SUPPORTS}
 _TASK["maze"] = {
     "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"},
             "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP}, "eval": _MAZE_EVAL},
@@ -155,7 +161,7 @@ def _text_recipe(episodes: int, steps: int, train: dict[str, Any], eval_: dict[s
             "train": {**_ONE_WORKER, "model.architecture": "llama", "log_every": 25, **train},
             "bc": {"epochs": 20, "max_steps": steps},
             "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": steps, **(qsft or {})},
-            "eval": {"envs_per_actor": 8, "temperatures": (0.0, 1.0), "ratio_forms": (True,), **eval_}}
+            "eval": {"envs_per_actor": 8, "temperatures": (0.0, 1.0), "ratio_forms": (True,), **_BC_SUPPORTS, **eval_}}
 
 
 # The standard maze: the text recipe with Q-SFT's action-level backup, each of the 100 held-out (start, goal) pairs

@@ -2,9 +2,10 @@
 
 Validation instances are the first `num_validation_episodes` instances of the task's training split
 (`pipeline.evaluate`, split "validation"). The choice is made in two steps, so that BC is never handicapped:
-1. the decoding: BC's best validation score among `EvalConfig.temperatures` x `rankings` x `greedy_texts` (the
-   ranking rule of tasks with admissible actions, and whether their free text is generated greedily; ties: the
-   first listed); Q-SFT decodes the same way;
+1. the decoding: BC's best validation score among `EvalConfig.temperatures` x `rankings` x `greedy_texts` x
+   `sample_supports` (the ranking rule of tasks with admissible actions, whether their free text is generated
+   greedily, and whether BC samples over pi_beta's support {pi_beta > support_eps}, where Q-SFT's extraction
+   always samples; greedy decoding never leaves it; ties: the first listed); Q-SFT decodes the same way;
 2. Q-SFT's extraction: the best validation score among `betas` x `ratio_forms` with that decoding.
 An empty grid keeps the config's single value. The held-out evaluation then uses the chosen settings.
 The baselines (benchmarks/learning.py) decode the same way and pick their own settings, training
@@ -25,7 +26,8 @@ SELECTION_FILE = "selection.json"
 
 def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalConfig, progress: bool = True
                     ) -> dict[str, Any]:
-    """{"temperature", "ranking", "greedy_text", "beta", "ratio_form", "validation": [one row per setting tried]};
+    """{"temperature", "ranking", "greedy_text", "sample_support", "beta", "ratio_form", "validation": [one row per
+    setting tried]};
     `pool` is the task's `pipeline.evaluate.EvalPool`."""
     from pipeline.evaluate import summarize
 
@@ -39,8 +41,10 @@ def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalCon
             "episodes", "score", "score_ci", "raw_return", "success_rate")}})
         return summary["score"]
 
-    decodings = [{"temperature": t, "ranking": r, "greedy_text": g} for t, r, g in itertools.product(
-        cfg.temperatures or (cfg.temperature,), cfg.rankings or (cfg.ranking,), cfg.greedy_texts or (cfg.greedy_text,))]
+    supports = cfg.sample_supports or (cfg.sample_support,)
+    decodings = [{"temperature": t, "ranking": r, "greedy_text": g, "sample_support": s}
+                 for t, r, g, s in itertools.product(cfg.temperatures or (cfg.temperature,), cfg.rankings or (
+                     cfg.ranking,), cfg.greedy_texts or (cfg.greedy_text,), supports) if t > 0 or s == supports[0]]
     chosen = decodings[0]
     if len(decodings) > 1:
         scores = [score("bc", **d) for d in decodings]
@@ -77,20 +81,23 @@ def validation_size(cfg: EvalConfig) -> dict[str, int]:
 
 
 def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
-    """The evaluation config with the chosen temperature, ranking rule, text decoding, beta and extraction form (a
-    selection written before ranking rules or greedy text existed decoded by the defaults)."""
+    """The evaluation config with the chosen temperature, ranking rule, text decoding, support, beta and extraction
+    form (a selection written before ranking rules, greedy text or BC's support existed decoded without them)."""
     return dataclasses.replace(cfg, temperature=float(selection["temperature"]),
                                ranking=selection.get("ranking", EvalConfig.ranking),
                                greedy_text=bool(selection.get("greedy_text", EvalConfig.greedy_text)),
+                               sample_support=bool(selection.get("sample_support", False)),
                                beta=float(selection["beta"]), ratio_form=bool(selection["ratio_form"]))
 
 
 def decoding(selection: dict[str, Any]) -> str:
-    """The chosen decoding in short, e.g. "T=1" or "T=1, token ranking, greedy text" (the ranking rule when not the
-    default, greedy text when chosen)."""
+    """The chosen decoding in short, e.g. "T=1" or "T=1, token ranking, greedy text, BC over every action" (the
+    ranking rule when not the default; greedy text, and BC sampled outside pi_beta's support, when sampling)."""
     ranking = selection.get("ranking", EvalConfig.ranking)
+    sampled = selection["temperature"] > 0
     return (f"T={selection['temperature']:g}" + (f", {ranking} ranking" if ranking != EvalConfig.ranking else "")
-            + (", greedy text" if selection.get("greedy_text") and selection["temperature"] > 0 else ""))
+            + (", greedy text" if selection.get("greedy_text") and sampled else "")
+            + (", BC over every action" if not selection.get("sample_support") and sampled else ""))
 
 
 def describe(selection: dict[str, Any]) -> str:

@@ -4,8 +4,8 @@
         run, reported to Tune through TuneReportCallback, ASHA on the training loss), then an evaluation of
         the trained policy on validation instances of the training split (the trial's `score`; never the
         held-out split, which only the pipeline's final evaluation reads);
-    extraction fields (beta, ratio_form, temperature, ranking, greedy_text): trials re-use the run's trained checkpoints and only
-        re-run evaluation.
+    extraction fields (beta, ratio_form, temperature, ranking, greedy_text, sample_support): trials re-use the run's
+        trained checkpoints and only re-run evaluation.
 
 Every trial is an MLflow child run of one parent run; the best config (by validation score) is printed and
 a comparison plot is written next to the results.
@@ -26,7 +26,7 @@ from pipeline import tracking
 from pipeline.config import ConfigError, EvalConfig, TrainConfig
 from pipeline.plotting import pyplot
 
-EXTRACTION_FIELDS = {"beta", "ratio_form", "temperature", "ranking", "greedy_text"}
+EXTRACTION_FIELDS = {"beta", "ratio_form", "temperature", "ranking", "greedy_text", "sample_support"}
 
 
 def parse_search(spec: str):

@@ -217,3 +217,40 @@ def test_ilql_extraction_matches_its_formula_on_two_tiny_models(checkpoints, tmp
         q, _ = values(x, torch.ones_like(x), torch.tensor([0]), torch.tensor([len(x[0]) - 2]))
         _, v = values(x, torch.ones_like(x), torch.tensor([0]), torch.tensor([len(short) - 1]))
     assert score == pytest.approx(log_beta + 2.0 * (q[0, action[-1]] - v[0]).item(), abs=1e-4)
+
+
+def test_bc_over_the_support_is_the_extraction_at_beta_zero(checkpoints):
+    """BC with `support_eps` samples where Q-SFT's extraction samples: pi_beta renormalised over {pi_beta > eps}
+    (the most likely always in), token by token and over candidates, equal to the extraction at beta = 0."""
+    plain = LMPolicy(PolicySpec(checkpoint=checkpoints[0]))
+    ids = plain.codec.observation_ids("Guess the word.\n")
+    with torch.no_grad():
+        pi_beta = plain.lm(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)
+    eps = float(pi_beta.sort(descending=True).values[2:4].mean())   # between the 3rd and 4th most likely tokens
+    bc = LMPolicy(PolicySpec(checkpoint=checkpoints[0], support_eps=eps))
+    extraction = LMPolicy(PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=0.0, support_eps=eps))
+    with torch.no_grad():
+        log_probs = {name: p._prefill([Segment(ids)], [PrefixCache()])[0][0] for name, p in
+                     (("bc", bc), ("extraction", extraction))}
+    kept = pi_beta > eps
+    assert int(kept.sum()) == 3
+    assert torch.allclose(log_probs["bc"].exp(), torch.where(kept, pi_beta, 0.0) / pi_beta[kept].sum(), atol=1e-5)
+    assert torch.allclose(log_probs["bc"].exp(), log_probs["extraction"].exp(), atol=1e-6)
+
+    candidates = ["crane", "slate", "abbey"]
+    context = Segment(ids)
+    share = torch.tensor(plain.rank(context, candidates)).softmax(0)
+    eps = float(share.sort().values[:2].mean())   # only the least likely candidate drops
+    ranked = LMPolicy(PolicySpec(checkpoint=checkpoints[0], support_eps=eps)).rank(context, candidates)
+    at_zero = LMPolicy(PolicySpec(checkpoint=checkpoints[0], q=checkpoints[1], beta=0.0, support_eps=eps)).rank(
+        context, candidates)
+    assert ranked[int(share.argmin())] == -math.inf and ranked == pytest.approx(at_zero, abs=1e-6)
+
+
+def test_specs_from_a_config_read_the_support_always_for_an_extraction_and_for_bc_where_chosen():
+    from pipeline.config import EvalConfig
+
+    cfg = EvalConfig(support_eps=0.1, sample_support=False)
+    assert PolicySpec.from_config(cfg, "bc").support_eps == 0.0
+    assert PolicySpec.from_config(cfg, "bc", "q").support_eps == 0.1
+    assert PolicySpec.from_config(dataclasses.replace(cfg, sample_support=True), "bc", label="spo").support_eps == 0.1

@@ -89,3 +89,31 @@ def test_a_baseline_is_chosen_among_its_candidates_on_validation_only():
     single = ByLabel({})
     assert select_policy(single, {"only": PolicySpec(checkpoint="x")}, EvalConfig())["chosen"] == "only"
     assert single.calls == []
+
+
+def test_bc_over_the_support_is_chosen_with_the_temperature_and_only_where_bc_samples():
+    """`sample_supports`: whether BC samples over pi_beta's support (where Q-SFT's extraction always samples) is a
+    decoding choice made by BC's validation score; greedy decoding never leaves the support, so it is tried once."""
+    scores = {("bc", 0.0): 20.0, ("bc", 1.0, True): 35.0, ("bc", 1.0, False): 30.0,
+              ("qsft", 1.0, 4.0, False): 45.0, ("qsft", 1.0, 8.0, False): 40.0}
+    cfg = EvalConfig(temperatures=(0.0, 1.0), sample_supports=(True, False), num_validation_episodes=4)
+
+    class BySupport(FakePool):
+        def evaluate(self, spec, seed, split, progress):
+            self.calls.append((spec, split))
+            key = ("bc", spec.temperature) if spec.q is None else ("qsft", spec.temperature, spec.beta, spec.ratio_form)
+            score = self.scores.get(key + (spec.support_eps > 0,), self.scores.get(key))
+            return [{"raw_return": score, "score": score, "success": False, "steps": 1}] * 4
+
+    pool = BySupport(scores)
+    chosen = select_settings(pool, "bc", "q", dataclasses.replace(cfg, betas=(4.0, 8.0)), progress=False)
+    bc_runs = [(s.temperature, s.support_eps > 0) for s, _ in pool.calls if s.q is None]
+    assert bc_runs == [(0.0, True), (1.0, True), (1.0, False)]
+    assert (chosen["temperature"], chosen["sample_support"]) == (1.0, True)
+    assert all(s.support_eps == cfg.support_eps for s, _ in pool.calls if s.q is not None)
+    assert apply_selection(cfg, chosen).sample_support and decoding(chosen) == "T=1"
+    pool = BySupport({**scores, ("bc", 1.0, False): 40.0})
+    chosen = select_settings(pool, "bc", "q", dataclasses.replace(cfg, betas=(4.0, 8.0)), progress=False)
+    assert not chosen["sample_support"] and decoding(chosen) == "T=1, BC over every action"
+    # a selection written before the choice existed decoded BC over every action
+    assert not apply_selection(cfg, {k: v for k, v in chosen.items() if k != "sample_support"}).sample_support
