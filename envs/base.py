@@ -6,8 +6,9 @@ rewards to Q-SFT's unit rewards (discounted returns in [0, 1], Assumption 4.1), 
 LMRL-Gym score normalization. Nothing here imports torch or Ray.
 
 Instances: `env.reset(seed=s, options={"split": "train" | "eval", "index": i})` plays
-instance `i` of a split; without `index` a train instance is drawn from the seeded RNG.
-Evaluation instances are never drawn during collection.
+instance `i` of a split; without `index` an instance is drawn from the seeded RNG, among those from `options["skip"]`
+on (default 0: all). Evaluation instances are never drawn during collection, and a collection that holds back its
+split's first instances for validation (`CollectConfig.validation_instances`) skips them.
 """
 
 from __future__ import annotations
@@ -89,16 +90,19 @@ class Played:
 
 def reset_instance(options: dict[str, Any] | None, sizes: dict[str, int], rng: Any) -> tuple[str, int]:
     """The instance a reset plays, by the contract above: (split, index), the index `options["index"]` or, without
-    one, drawn from the env's seeded `rng` (`np_random`). `sizes` gives each split's number of instances; an
-    unknown split or an index outside [0, size) is a ValueError that names it."""
+    one, drawn from the env's seeded `rng` (`np_random`) in [options["skip"], size). `sizes` gives each split's
+    number of instances; an unknown split, an index outside [0, size) or a skip that leaves nothing to draw is a
+    ValueError that names it."""
     options = options or {}
     split = options.get("split", "train")
     if split not in sizes:
         raise ValueError(f"options['split'] must be one of {list(sizes)}, got {split!r}")
     if sizes[split] == 0:
         raise ValueError(f"the {split} split has no instances")
-    index = options.get("index")
-    index = int(rng.integers(sizes[split])) if index is None else int(index)
+    index, skip = options.get("index"), int(options.get("skip", 0))
+    if index is None and not 0 <= skip < sizes[split]:
+        raise ValueError(f"options['skip'] {skip} leaves no instance of the {split} split ({sizes[split]}) to draw")
+    index = skip + int(rng.integers(sizes[split] - skip)) if index is None else int(index)
     if not 0 <= index < sizes[split]:
         raise ValueError(f"options['index'] {index} is out of range for the {split} split ({sizes[split]} instances)")
     return split, index

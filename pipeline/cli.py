@@ -89,6 +89,8 @@ def collect_main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=0, help="parallel collection tasks (default: all CPUs)")
     parser.add_argument("--shards", type=int, default=0, help="Parquet shards (default: 4 per worker)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation-instances", type=int, default=0,
+                        help="hold the training split's first N instances out of the data, for validation")
     parser.add_argument("--random-prob", type=float, default=None, help="behaviour: probability of a random move")
     parser.add_argument("--behaviour", default="{}", help="behaviour-policy parameters as JSON")
     args = parser.parse_args(argv)
@@ -104,7 +106,7 @@ def collect_main(argv: list[str] | None = None) -> dict:
     init_ray()
     try:
         meta = collect(args.task, args.episodes, args.out, seed=args.seed, workers=args.workers,
-                       shards=args.shards, behaviour_params=params)
+                       shards=args.shards, behaviour_params=params, validation_instances=args.validation_instances)
     except (DataError, FolderBusy) as err:  # another writer holds --out, or no shard was written
         _error(parser, str(err))
     ret = meta["return"]

@@ -72,14 +72,14 @@ def play_episode(env: gymnasium.Env, policy: envs.BehaviourPolicy, seed: int, op
 
 @ray.remote
 def collect_chunk(task_name: str, episode_ids: list[int], seed: int, behaviour_params: dict, folder: str,
-                  shard: int) -> dict[str, list]:
+                  shard: int, skip: int = 0) -> dict[str, list]:
     """Play a chunk of episodes in one process and write their step rows as shard `shard` of `folder` (with
     pyarrow, from this process: the rows never travel through the object store); returns per-episode
     statistics and the env's spaces."""
     task = envs.get_task(task_name)
     env = gymnasium.make(task.env_id, **task.env_kwargs)
     policy = task.make_behaviour(**behaviour_params)
-    episodes = [play_episode(env, policy, episode_seed(seed, e), {"split": "train"}, e, task_name)
+    episodes = [play_episode(env, policy, episode_seed(seed, e), {"split": "train", "skip": skip}, e, task_name)
                 for e in episode_ids]
     spaces = {"observation_space": describe_space(env.observation_space),
               "action_space": describe_space(env.action_space)}
@@ -99,12 +99,14 @@ def shard_name(shard: int) -> str:
 
 
 def collect(task: envs.Task | str, num_episodes: int, out: str, *, seed: int = 0, workers: int = 0, shards: int = 0,
-            behaviour_params: dict | None = None, progress: bool = True) -> dict[str, Any]:
+            behaviour_params: dict | None = None, validation_instances: int = 0, progress: bool = True
+            ) -> dict[str, Any]:
     """Collect `num_episodes` behaviour episodes of a task (a Task or its name) into `out` (part-*.parquet +
     dataset.json).
 
     Episodes are split into `shards` chunks (default 4 per worker), each played by one Ray task that writes
-    its chunk as one shard; at most `workers` tasks run at once (default: the cluster's CPUs). A local `out` is locked before the first episode is played (raises
+    its chunk as one shard; at most `workers` tasks run at once (default: the cluster's CPUs). Episodes are
+    drawn from the training split's instances but its first `validation_instances`, which validation plays. A local `out` is locked before the first episode is played (raises
     pipeline.data.FolderBusy if another collection holds it) and replaced only once the new dataset is
     complete. Returns the metadata written to dataset.json.
     """
@@ -118,12 +120,14 @@ def collect(task: envs.Task | str, num_episodes: int, out: str, *, seed: int = 0
     with publishing(out) as folder:
         fs, root = resolve(folder)
         fs.create_dir(root, recursive=True)
-        stats = _run_limited(lambda i: collect_chunk.remote(task.name, chunks[i], seed, params, folder, i),
+        stats = _run_limited(lambda i: collect_chunk.remote(task.name, chunks[i], seed, params, folder, i,
+                                                            validation_instances),
                              [len(c) for c in chunks], workers, f"collect {task.name}", progress)
         elapsed = time.perf_counter() - started
 
         merged = {key: [v for chunk in stats for v in chunk[key]] for key in stats[0]}
         metadata = _summarize(merged, task, params, seed, shard_list(folder))
+        metadata["validation_instances"] = validation_instances  # the training split's first ones, not collected
         metadata.update(merged["spaces"][0], created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         metadata["collection_seconds"] = round(elapsed, 3)
         write_metadata(folder, metadata)

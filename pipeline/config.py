@@ -96,6 +96,9 @@ class CollectConfig:
 
     episodes: int = 1000
     seed: int = 0
+    validation_instances: int = 0   # the split's first N instances are never collected: validation plays them
+    #                                 (EvalConfig.num_validation_episodes <= N), so settings are chosen on instances
+    #                                 the models never trained on, as the held-out ones are
     behaviour: dict[str, Any] = field(default_factory=dict)  # overrides the task's default_behaviour_params
 
 
@@ -118,6 +121,7 @@ class EvalConfig:
     num_validation_episodes: int = 100
     repeats: int = 1                 # plays of each instance, each with its own seed (stochastic decoding on a
     #                                  small split): episodes = instances x repeats
+    validation_repeats: int = 0      # plays of each validation instance (0: `repeats`)
     num_actors: int = 2
     cpus_per_actor: float = 0.5
     envs_per_actor: int = 8          # environments one actor steps in a batch
@@ -224,7 +228,8 @@ _POSITIVE = ("lr", "batch_size", "epochs", "num_workers", "cpus_per_worker", "n_
              "max_action_tokens", "hard_update_every", "num_validation_episodes", "repeats", "log_every", "episodes",
              "filter_top_fraction", "spo_beta")
 _UNIT_INTERVAL = ("gamma", "tau", "support_eps", "dropout", "filter_top_fraction")
-_NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures", "checkpoint_every", "cql_weight")
+_NON_NEGATIVE = ("beta", "temperature", "betas", "temperatures", "checkpoint_every", "cql_weight", "validation_instances",
+                 "validation_repeats")
 
 
 def _validate(cfg: Any) -> None:

@@ -37,13 +37,14 @@ BEHAVIOUR = "behaviour"  # as a spec: the data's scripted behaviour policy (the 
 
 
 def split_size(task: envs.Task, cfg: EvalConfig, split: str, num_episodes: int | None = None) -> tuple[int, int]:
-    """(n, episodes): the split's first n instances are played, each `cfg.repeats` times. n is `num_episodes`
-    (default `cfg.num_episodes`, at most the task's held-out instances) or `cfg.num_validation_episodes`."""
+    """(n, episodes): the split's first n instances are played, each `cfg.repeats` times (validation:
+    `cfg.validation_repeats` where set). n is `num_episodes` (default `cfg.num_episodes`, at most the task's held-out
+    instances) or `cfg.num_validation_episodes`."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     n = num_episodes or (cfg.num_episodes if split == "eval" else cfg.num_validation_episodes)
     n = min(n, task.num_eval_instances) if split == "eval" else n
-    return n, n * cfg.repeats
+    return n, n * (cfg.validation_repeats if split == "validation" and cfg.validation_repeats else cfg.repeats)
 
 
 def reset_options(split: str, index: int, instances: int | None) -> dict[str, Any]:

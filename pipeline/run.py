@@ -36,6 +36,7 @@ from pipeline import tracking
 from pipeline.config import (
     MODEL_PRESETS,
     CollectConfig,
+    ConfigError,
     EvalConfig,
     ModelConfig,
     TrainConfig,
@@ -69,6 +70,10 @@ def stage_configs(task: str, preset_name: str, overrides: dict[str, dict[str, An
     qsft = apply_overrides(base, {"stage": "qsft", **plan.get("qsft", {})})
     evaluation = apply_overrides(EvalConfig(), plan.get("eval", {}))
     collect = apply_overrides(CollectConfig(), plan.get("collect", {}))
+    if 0 < collect.validation_instances < evaluation.num_validation_episodes:
+        raise ConfigError(f"config field 'eval.num_validation_episodes' ({evaluation.num_validation_episodes}) exceeds "
+                          f"'collect.validation_instances' ({collect.validation_instances}): validation would play "
+                          "instances that are in the data")
     return collect, bc, qsft, evaluation
 
 
@@ -191,7 +196,8 @@ def run_pipeline(task: Task | str, out: str, preset_name: str = "tiny", override
     if needed("collect"):
         t = time.perf_counter()
         meta = collect(task, collect_cfg.episodes, data, seed=collect_cfg.seed,
-                       behaviour_params=collect_cfg.behaviour or None, progress=progress)
+                       behaviour_params=collect_cfg.behaviour or None,
+                       validation_instances=collect_cfg.validation_instances, progress=progress)
         finished("collect", t)
         print(f"[collect] {meta['num_episodes']} episodes, {meta['num_steps']} steps, "
               f"mean return {meta['return']['mean']:.2f}, success {100 * meta['success_rate']:.1f}%")

@@ -130,3 +130,12 @@ def test_a_stale_lock_of_a_dead_local_process_is_reclaimed_but_no_other(tmp_path
     open(lock, "w").close()  # empty: its writer may be filling it in right now
     with pytest.raises(FolderBusy), writer_lock(lock):
         pass
+
+
+def test_a_collection_holding_back_validation_instances_never_plays_them(tmp_path, ray_local):
+    """`validation_instances`: the training split's first N instances are never drawn, so validation (which plays
+    instances 0..N-1) measures the policies on instances outside their data."""
+    out = str(tmp_path / "data")
+    meta = collect("maze_small", 60, out, workers=1, validation_instances=30, progress=False)
+    played = {episode.infos[0]["instance"] for episode in load_episodes(out)}
+    assert meta["validation_instances"] == 30 and played == set(range(30, 40))   # maze_small has 40 training pairs
