@@ -132,10 +132,7 @@ _MAZE_QSFT = {"gamma": 0.9, "support_eps": 0.1, "tau": 0.05}
 _ACTION_BACKUP = {"backup": "action"}
 _MAZE_EVAL = {"num_episodes": 100, "num_validation_episodes": 60, "support_eps": 0.1, "temperatures": (0.0, 1.0),
               "betas": (16.0, 64.0, 256.0, 1024.0), "ratio_forms": (True,), **_BC_SUPPORTS}
-_TASK["maze"] = {
-    "gpu": {"collect": {"episodes": 20000}, "train": {"model.architecture": "llama"},
-            "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP}, "eval": _MAZE_EVAL},
-}
+
 
 # The small maze (envs.maze.small): the default suite's learning test, a whole pipeline in minutes. Episodes are
 # <= 16 moves (under 100 tokens), so a short context. gamma = 0.7 and tau = 0.1 were chosen by the maze Q probe on
@@ -174,8 +171,10 @@ _MAZE_VALIDATION = {"num_validation_episodes": 20, "validation_repeats": 6}
 _MAZE_RECIPE = {"train": {"batch_size": 32, "log_every": 50}, "qsft": _ACTION_BACKUP,
                 "eval_": {**_MAZE_EVAL, "repeats": 2, **_MAZE_VALIDATION},
                 "collect": {"validation_instances": _MAZE_VALIDATION["num_validation_episodes"]}}
-_TASK["maze"]["tiny"] = _text_recipe(5000, 700, **_MAZE_RECIPE)
-_TASK["maze"]["cpu"] = _text_recipe(5000, 1000, **_MAZE_RECIPE)
+_TASK["maze"] = {"tiny": _text_recipe(5000, 700, **_MAZE_RECIPE), "cpu": _text_recipe(5000, 1000, **_MAZE_RECIPE),
+                 "gpu": {"collect": {"episodes": 20000, **_MAZE_RECIPE["collect"]},
+                         "train": {"model.architecture": "llama"}, "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP},
+                         "eval": {**_MAZE_EVAL, **_MAZE_VALIDATION}}}
 
 # Commands that copy names or IDs from the page (an object "apple 1", a product "B0KPQRX6NK") get a small
 # sequence probability from a model that has not learned to copy, however likely their first token: the
