@@ -13,6 +13,7 @@ import shutil
 
 import mlflow
 import pyarrow.parquet as pq
+import pytest
 
 import envs
 from pipeline.config import EvalConfig
@@ -104,6 +105,7 @@ def test_evaluation_is_reproducible_and_survives_a_crashed_actor(maze_run, tmp_p
     assert first == second                      # sampled with per-episode seeds: identical records
 
 
+@pytest.mark.slow   # 72-120 s: the default suite keeps the beta sweep (extraction fields) and stays near 15 minutes
 def test_two_trial_sweep_of_a_baseline_trains_real_checkpoints_under_one_mlflow_parent(maze_run):
     """A training sweep over a baseline stage's own field (filtered BC's top fraction), its two trials at once."""
     from pipeline.sweep import parse_search, run_sweep

@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from envs.robot import pick
 from envs.robot.codec import decode_image
@@ -23,6 +24,7 @@ OVERRIDES = {
 }
 
 
+@pytest.mark.slow   # 94-101 s: the default suite's end-to-end pipeline is the maze's (tests/test_cluster_submit.py)
 def test_robot_pick_pipeline_from_pixels(tmp_path, ray_local):
     out = tmp_path / "robot_pick"
     summaries = run_pipeline("robot_pick", str(out), "tiny", OVERRIDES, progress=False)
