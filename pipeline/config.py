@@ -145,6 +145,10 @@ class EvalConfig:
     seed: int = 0
     max_retries: int = 3             # per crashed actor
 
+    def repeats_of(self, split: str) -> int:
+        """Plays of each instance of `split` ("eval" or "validation")."""
+        return self.validation_repeats if split == "validation" and self.validation_repeats else self.repeats
+
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

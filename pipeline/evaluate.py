@@ -44,7 +44,7 @@ def split_size(task: envs.Task, cfg: EvalConfig, split: str, num_episodes: int |
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
     n = num_episodes or (cfg.num_episodes if split == "eval" else cfg.num_validation_episodes)
     n = min(n, task.num_eval_instances) if split == "eval" else n
-    return n, n * (cfg.validation_repeats if split == "validation" and cfg.validation_repeats else cfg.repeats)
+    return n, n * cfg.repeats_of(split)
 
 
 def reset_options(split: str, index: int, instances: int | None) -> dict[str, Any]:

@@ -77,8 +77,7 @@ def select_policy(pool, candidates: dict[str, PolicySpec], cfg: EvalConfig, prog
 
 
 def validation_size(cfg: EvalConfig) -> dict[str, int]:
-    return {"validation_episodes": cfg.num_validation_episodes,
-            "validation_repeats": cfg.validation_repeats or cfg.repeats}
+    return {"validation_episodes": cfg.num_validation_episodes, "validation_repeats": cfg.repeats_of("validation")}
 
 
 def apply_selection(cfg: EvalConfig, selection: dict[str, Any]) -> EvalConfig:
