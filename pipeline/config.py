@@ -113,8 +113,8 @@ class EvalConfig:
     instances of the task's training split, never on the held-out split (`pipeline.select`): BC's
     temperature, ranking rule, text decoding and support from `temperatures` x `rankings` x `greedy_texts` x
     `sample_supports` (Q-SFT then decodes the same way), then Q-SFT's (beta, ratio_form) from `betas` x
-    `ratio_forms`. An empty grid keeps the single value (`temperature`, `ranking`, `greedy_text`, `sample_support`,
-    `beta`, `ratio_form`).
+    `ratio_forms`, by `beta_rule`. An empty grid keeps the single value (`temperature`, `ranking`, `greedy_text`,
+    `sample_support`, `beta`, `ratio_form`).
     """
 
     num_episodes: int = 100
@@ -141,6 +141,9 @@ class EvalConfig:
     sample_supports: tuple[bool, ...] = ()
     betas: tuple[float, ...] = ()
     ratio_forms: tuple[bool, ...] = ()
+    beta_rule: Literal["best", "one_se"] = "best"  # Q-SFT's extraction: the best validation score, or the smallest
+    #                                  beta within one standard error of it (the setting closest to BC that
+    #                                  validation cannot tell apart from the best)
     max_action_tokens: int = 24
     seed: int = 0
     max_retries: int = 3             # per crashed actor

@@ -111,7 +111,8 @@ _TASK["robot_place"] = _TASK["robot_place_state"] = _robot(800, 800, {}, (0.5,))
 # Wordle: one token per character (a BPE with no merges: 256 bytes + <|pad|> + <|eot|>), so a guess's letters
 # line up with their feedback letters; rotary positions; the 140-character prompt plus six turns fit in 320.
 _TASK["wordle"] = {
-    "cpu": {"train": {**_ONE_WORKER, "model.architecture": "llama", "model.vocab_size": 258, "model.max_length": 320},
+    "cpu": {"collect": {"validation_instances": 100},  # validation's words are held out of the data, as in _text_recipe
+            "train": {**_ONE_WORKER, "model.architecture": "llama", "model.vocab_size": 258, "model.max_length": 320},
             "bc": {"max_steps": 1000}, "qsft": {"max_steps": 800},
             "eval": {"num_episodes": 200, "num_validation_episodes": 100, "temperatures": (0.0, 1.0),
                      "betas": (4.0, 16.0), "ratio_forms": (False, True), **_BC_SUPPORTS}},
@@ -154,8 +155,11 @@ def _text_recipe(episodes: int, steps: int, train: dict[str, Any], eval_: dict[s
                  ) -> dict[str, dict[str, Any]]:
     """The maze's recipe as a text task's `cpu` preset: a rotary tiny model on one worker with both cores, BC and
     Q-SFT for the same number of steps (Q-SFT from scratch, `_MAZE_QSFT`), and the decoding temperature (greedy or
-    sampled) and beta chosen on validation instances of the training split."""
-    return {"collect": {"episodes": episodes, **(collect or {})},
+    sampled) and beta chosen on validation instances of the training split that the collection holds out of the
+    data (its first `num_validation_episodes`): validated on instances the models trained on, Q-SFT's memorised
+    values chose the maze's largest beta (benchmarks/LEARNING.md, session 28)."""
+    held_back = {"validation_instances": eval_["num_validation_episodes"]}
+    return {"collect": {"episodes": episodes, **held_back, **(collect or {})},
             "train": {**_ONE_WORKER, "model.architecture": "llama", "log_every": 25, **train},
             "bc": {"epochs": 20, "max_steps": steps},
             "qsft": {**_MAZE_QSFT, "epochs": 20, "max_steps": steps, **(qsft or {})},
@@ -164,15 +168,17 @@ def _text_recipe(episodes: int, steps: int, train: dict[str, Any], eval_: dict[s
 
 # The standard maze: the text recipe with Q-SFT's action-level backup, each of the 100 held-out (start, goal) pairs
 # played twice (200 episodes). `tiny` is the demo (`make demo`, under 10 minutes on 2 CPUs): 700 BC + 700 Q-SFT
-# steps; `cpu` 1,000 + 1,000. Its settings are chosen on 20 of the 67 training pairs held out of the data, 6 plays
-# each: validated on pairs in the data, Q-SFT chose beta 1024 (78.7, against 69.1 at beta 16), whose values there are
-# memorised, while on new pairs they are not (benchmarks/LEARNING.md, session 28).
-_MAZE_VALIDATION = {"num_validation_episodes": 20, "validation_repeats": 6}
+# steps; `cpu` 1,000 + 1,000. Its settings are chosen on 20 of the 67 training pairs held out of the data: validated
+# on pairs in the data, Q-SFT chose beta 1024 (78.7, against 69.1 at beta 16), whose values there are memorised,
+# while on new pairs they are not (session 28). Each is played 30 times, and beta is the smallest within one
+# standard error of the best: at 6 plays, three seeds chose betas whose validation scores were 0.3-0.5 apart
+# (benchmarks/LEARNING.md, session 29).
+_MAZE_VALIDATION = {"num_validation_episodes": 20, "validation_repeats": 30, "beta_rule": "one_se"}
 _MAZE_RECIPE = {"train": {"batch_size": 32, "log_every": 50}, "qsft": _ACTION_BACKUP,
-                "eval_": {**_MAZE_EVAL, "repeats": 2, **_MAZE_VALIDATION},
-                "collect": {"validation_instances": _MAZE_VALIDATION["num_validation_episodes"]}}
+                "eval_": {**_MAZE_EVAL, "repeats": 2, **_MAZE_VALIDATION}}
 _TASK["maze"] = {"tiny": _text_recipe(5000, 700, **_MAZE_RECIPE), "cpu": _text_recipe(5000, 1000, **_MAZE_RECIPE),
-                 "gpu": {"collect": {"episodes": 20000, **_MAZE_RECIPE["collect"]},
+                 "gpu": {"collect": {"episodes": 20000,
+                                     "validation_instances": _MAZE_VALIDATION["num_validation_episodes"]},
                          "train": {"model.architecture": "llama"}, "qsft": {**_MAZE_QSFT, **_ACTION_BACKUP},
                          "eval": {**_MAZE_EVAL, **_MAZE_VALIDATION}}}
 

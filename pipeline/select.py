@@ -6,7 +6,9 @@ Validation instances are the first `num_validation_episodes` instances of the ta
    `sample_supports` (the ranking rule of tasks with admissible actions, whether their free text is generated
    greedily, and whether BC samples over pi_beta's support {pi_beta > support_eps}, where Q-SFT's extraction
    always samples; greedy decoding never leaves it; ties: the first listed); Q-SFT decodes the same way;
-2. Q-SFT's extraction: the best validation score among `betas` x `ratio_forms` with that decoding.
+2. Q-SFT's extraction among `betas` x `ratio_forms` with that decoding: the best validation score, or with
+   `beta_rule = "one_se"` the smallest beta whose score is within one standard error of the best
+   (`most_conservative`).
 An empty grid keeps the config's single value. The held-out evaluation then uses the chosen settings.
 The baselines (benchmarks/learning.py) decode the same way and pick their own settings, training
 fields such as filtered BC's fraction or inference ones such as ILQL's beta, the same way (`select_policy`).
@@ -26,8 +28,8 @@ SELECTION_FILE = "selection.json"
 
 def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalConfig, progress: bool = True
                     ) -> dict[str, Any]:
-    """{"temperature", "ranking", "greedy_text", "sample_support", "beta", "ratio_form", "validation": [one row per
-    setting tried]};
+    """{"temperature", "ranking", "greedy_text", "sample_support", "beta", "ratio_form", "beta_rule", "validation":
+    [one row per setting tried]};
     `pool` is the task's `pipeline.evaluate.EvalPool`."""
     from pipeline.evaluate import summarize
 
@@ -52,9 +54,22 @@ def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalCon
     grid = list(itertools.product(cfg.betas or (cfg.beta,), cfg.ratio_forms or (cfg.ratio_form,)))
     beta, ratio_form = grid[0]
     if len(grid) > 1:
-        scores = [score("qsft", **chosen, beta=b, ratio_form=r) for b, r in grid]
-        beta, ratio_form = grid[scores.index(max(scores))]
-    return {**chosen, "beta": beta, "ratio_form": ratio_form, **validation_size(cfg), "validation": trials}
+        for b, r in grid:
+            score("qsft", **chosen, beta=b, ratio_form=r)
+        rows = trials[-len(grid):]
+        pick = most_conservative(rows) if cfg.beta_rule == "one_se" else max(
+            range(len(rows)), key=lambda i: (rows[i]["score"], -i))
+        beta, ratio_form = grid[pick]
+    return {**chosen, "beta": beta, "ratio_form": ratio_form, "beta_rule": cfg.beta_rule, **validation_size(cfg),
+            "validation": trials}
+
+
+def most_conservative(rows: list[dict[str, Any]]) -> int:
+    """The one-standard-error rule: the index of the row with the smallest beta (the first listed among equal
+    ones) whose validation score is at least best - se_best, where se = score_ci / 1.96 of the best row."""
+    best = max(range(len(rows)), key=lambda i: (rows[i]["score"], -i))
+    floor = rows[best]["score"] - rows[best]["score_ci"] / 1.96
+    return min((i for i, row in enumerate(rows) if row["score"] >= floor), key=lambda i: (rows[i]["beta"], i))
 
 
 def select_policy(pool, candidates: dict[str, PolicySpec], cfg: EvalConfig, progress: bool = True
@@ -104,7 +119,8 @@ def describe(selection: dict[str, Any]) -> str:
     """One line: what was chosen, and on how many validation episodes."""
     form = "ratio form" if selection["ratio_form"] else "paper form"
     repeats = selection.get("validation_repeats", 1)
-    return (f"{decoding(selection)}, beta {selection['beta']:g}, {form} "
+    rule = " (the smallest within one standard error of the best)" if selection.get("beta_rule") == "one_se" else ""
+    return (f"{decoding(selection)}, beta {selection['beta']:g}{rule}, {form} "
             f"(chosen on {selection['validation_episodes']} validation instances of the training split"
             f"{f', {repeats} plays each' if repeats > 1 else ''}, "
             f"{len(selection['validation'])} settings tried)")

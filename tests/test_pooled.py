@@ -40,3 +40,14 @@ def test_episode_span():
     assert pooled.episode_span(":100") == range(100)
     with pytest.raises(argparse.ArgumentTypeError, match="START:STOP"):
         pooled.episode_span("100")
+
+
+def test_paired_score_difference_by_hand():
+    # differences 10, 0, -4, 10: mean 4; a constant difference has a zero-width interval
+    p = pooled.paired_score_difference([0.0, 50.0, 54.0, 20.0], [10.0, 50.0, 50.0, 30.0], resamples=2000)
+    assert (p["pairs"], p["difference"]) == (4, pytest.approx(4.0))
+    assert -4.0 <= p["low"] < 4.0 < p["high"] <= 10.0
+    flat = pooled.paired_score_difference([1.0, 2.0, 3.0], [6.0, 7.0, 8.0])
+    assert (flat["difference"], flat["low"], flat["high"]) == (pytest.approx(5.0),) * 3
+    with pytest.raises(ValueError, match="matched episodes"):
+        pooled.paired_score_difference([1.0], [])

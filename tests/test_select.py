@@ -4,7 +4,7 @@ Q-SFT's extraction with it."""
 import dataclasses
 
 from pipeline.config import EvalConfig
-from pipeline.select import apply_selection, decoding, select_settings
+from pipeline.select import apply_selection, decoding, describe, most_conservative, select_settings
 
 
 class FakePool:
@@ -117,3 +117,34 @@ def test_bc_over_the_support_is_chosen_with_the_temperature_and_only_where_bc_sa
     assert not chosen["sample_support"] and decoding(chosen) == "T=1, BC over every action"
     # a selection written before the choice existed decoded BC over every action
     assert not apply_selection(cfg, {k: v for k, v in chosen.items() if k != "sample_support"}).sample_support
+
+
+def test_the_one_standard_error_rule_takes_the_smallest_beta_within_one_se_of_the_best():
+    rows = [{"beta": 16.0, "score": 44.0, "score_ci": 6.6}, {"beta": 64.0, "score": 52.9, "score_ci": 6.7},
+            {"beta": 256.0, "score": 51.4, "score_ci": 6.9}, {"beta": 1024.0, "score": 53.2, "score_ci": 1.96 * 2.0}]
+    assert most_conservative(rows) == 1            # best 53.2, se 2.0: floor 51.2 admits 64, 256 and 1024
+    rows[3]["score_ci"] = 1.96 * 0.2               # se 0.2: floor 53.0 admits the best alone
+    assert most_conservative(rows) == 3
+    listed_high_first = [dict(r) for r in reversed(rows)]
+    listed_high_first[0]["score_ci"] = 1.96 * 2.0
+    assert listed_high_first[most_conservative(listed_high_first)]["beta"] == 64.0   # by beta, not listing order
+
+
+class SpreadPool(FakePool):
+    """FakePool whose four records per setting are score -+ 6, so score_ci = 1.96 * std / 2 = 6.79 (se 3.46)."""
+
+    def evaluate(self, spec, seed, split, progress):
+        score = super().evaluate(spec, seed, split, progress)[0]["score"]
+        return [{"raw_return": score + d, "score": score + d, "success": True, "steps": 1} for d in (-6, 6, -6, 6)]
+
+
+def test_select_settings_applies_the_beta_rule():
+    scores = {("bc", 1.0): 30.0, ("qsft", 1.0, 16.0, True): 44.0, ("qsft", 1.0, 64.0, True): 50.0,
+              ("qsft", 1.0, 256.0, True): 52.0}
+    cfg = EvalConfig(temperature=1.0, betas=(16.0, 64.0, 256.0), ratio_forms=(True,), num_validation_episodes=4)
+    best = select_settings(SpreadPool(scores), "bc-ckpt", "qsft-ckpt", cfg, progress=False)
+    one_se = select_settings(SpreadPool(scores), "bc-ckpt", "qsft-ckpt",
+                             dataclasses.replace(cfg, beta_rule="one_se"), progress=False)
+    assert (best["beta"], best["beta_rule"]) == (256.0, "best")
+    assert (one_se["beta"], one_se["beta_rule"]) == (64.0, "one_se")   # 50 >= 52 - 3.46 > 44
+    assert "within one standard error" in describe(one_se) and "standard error" not in describe(best)
