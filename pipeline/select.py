@@ -50,24 +50,28 @@ def select_settings(pool, bc_checkpoint: str, qsft_checkpoint: str, cfg: EvalCon
     chosen = decodings[0]
     if len(decodings) > 1:
         scores = [score("bc", **d) for d in decodings]
-        chosen = decodings[scores.index(max(scores))]
+        chosen = decodings[best_index(scores)]
     grid = list(itertools.product(cfg.betas or (cfg.beta,), cfg.ratio_forms or (cfg.ratio_form,)))
     beta, ratio_form = grid[0]
     if len(grid) > 1:
         for b, r in grid:
             score("qsft", **chosen, beta=b, ratio_form=r)
         rows = trials[-len(grid):]
-        pick = most_conservative(rows) if cfg.beta_rule == "one_se" else max(
-            range(len(rows)), key=lambda i: (rows[i]["score"], -i))
+        pick = most_conservative(rows) if cfg.beta_rule == "one_se" else best_index([r["score"] for r in rows])
         beta, ratio_form = grid[pick]
     return {**chosen, "beta": beta, "ratio_form": ratio_form, "beta_rule": cfg.beta_rule, **validation_size(cfg),
             "validation": trials}
 
 
+def best_index(scores: list[float]) -> int:
+    """The first of the highest validation scores (ties: the first listed)."""
+    return scores.index(max(scores))
+
+
 def most_conservative(rows: list[dict[str, Any]]) -> int:
     """The one-standard-error rule: the index of the row with the smallest beta (the first listed among equal
     ones) whose validation score is at least best - se_best, where se = score_ci / 1.96 of the best row."""
-    best = max(range(len(rows)), key=lambda i: (rows[i]["score"], -i))
+    best = best_index([r["score"] for r in rows])
     floor = rows[best]["score"] - rows[best]["score_ci"] / 1.96
     return min((i for i, row in enumerate(rows) if row["score"] >= floor), key=lambda i: (rows[i]["beta"], i))
 
@@ -87,7 +91,7 @@ def select_policy(pool, candidates: dict[str, PolicySpec], cfg: EvalConfig, prog
         trials.append({"candidate": name, **{k: summary[k] for k in (
             "episodes", "score", "score_ci", "raw_return", "success_rate")}})
     scores = [t["score"] for t in trials]
-    return {"chosen": names[scores.index(max(scores))], **validation_size(cfg),
+    return {"chosen": names[best_index(scores)], **validation_size(cfg),
             "validation": trials}
 
 
